@@ -1,0 +1,115 @@
+"""The method interface and registry.
+
+A method is one small module: a `Method` subclass with a hyperparameter dataclass (defaults
+documented with their source paper) and a `run` that writes only what makes the method
+different — its loss or its update. Optimiser, schedule, epochs loop, progress bar and device
+come from `unlearnkit.training`; data come from the `MethodContext`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, ClassVar
+
+from torch import nn
+
+from unlearnkit.config import TrainConfig, coerce
+from unlearnkit.data.splits import Split
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.training.data import Normalizer, TensorSet
+from unlearnkit.training.runtime import Runtime
+
+
+@dataclass
+class MethodContext:
+    """Everything a method may use besides the model it edits."""
+
+    split: Split  # with the forget set selected
+    normalizer: Normalizer
+    runtime: Runtime
+    original: nn.Module  # frozen copy of the model before unlearning (eval mode, no grad): teachers use it
+    recipe: TrainConfig  # the original run's training recipe (retrain reuses it)
+    model_factory: Callable[[int], nn.Module]  # seed -> freshly initialised model on the device
+    seed: int = 0
+    checkpoint: Path | None = None  # where long methods (retrain) keep resumable state
+    _cache: dict[str, TensorSet] = field(default_factory=dict, repr=False)
+
+    def data(self, part: str) -> TensorSet:
+        """retain / forget / val / train / test as an on-device TensorSet (built once)."""
+        if part == "test":
+            # The test set is for the final evaluation only; a method that trains or tunes on it
+            # would make its test accuracy meaningless.
+            raise UnlearnkitError("methods may not use the test split; use the validation split (`val`) for held-out data")
+        if part not in self._cache:
+            p = self.split.part(part)
+            if len(p.labels) == 0:
+                raise UnlearnkitError(f"this method needs the {part!r} split, which is empty for this run")
+            self._cache[part] = TensorSet.from_numpy(p.images, p.labels, self.runtime)
+        return self._cache[part]
+
+    @property
+    def num_classes(self) -> int:
+        return self.split.num_classes
+
+
+class Method:
+    """Subclass, set the class attributes, implement `run`, decorate with `@register_method`."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]  # one line for `unlearnkit methods`
+    paper: ClassVar[str]  # where the algorithm and the default hyperparameters come from
+    exact: ClassVar[bool] = False  # True only for retraining from scratch
+    Hparams: ClassVar[type]  # a dataclass; every field has a default
+
+    def run(self, model: nn.Module, ctx: MethodContext, hp) -> nn.Module:
+        raise NotImplementedError
+
+
+_METHODS: dict[str, type[Method]] = {}
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    if cls.name in _METHODS:
+        raise ValueError(f"method {cls.name!r} is registered twice")
+    if not dataclasses.is_dataclass(cls.Hparams):
+        raise TypeError(f"{cls.__name__}.Hparams must be a dataclass")
+    _METHODS[cls.name] = cls
+    return cls
+
+
+def list_methods() -> list[str]:
+    return list(_METHODS)
+
+
+def get_method(name: str) -> type[Method]:
+    if name not in _METHODS:
+        raise UnlearnkitError(f"unknown method {name!r}; choose one of: {', '.join(_METHODS)} (see `unlearnkit methods`)")
+    return _METHODS[name]
+
+
+def hparam_defaults(name: str) -> dict[str, object]:
+    return dataclasses.asdict(get_method(name).Hparams())
+
+
+def make_hparams(name: str, values: dict[str, object] | None = None):
+    """The method's hyperparameters with `values` applied; unknown names and wrong types are user errors.
+
+    Keys may be written `lr` or `method.lr` (the CLI's `--set method.lr=0.01`).
+    """
+    cls = get_method(name).Hparams
+    hints = typing.get_type_hints(cls)
+    hp = cls()
+    for key, value in (values or {}).items():
+        short = key.removeprefix("method.")
+        if short not in hints:
+            raise UnlearnkitError(
+                f"method {name!r} has no hyperparameter {short!r}; valid: {', '.join(hints)} (see `unlearnkit methods {name}`)"
+            )
+        setattr(hp, short, coerce(value, hints[short], f"method.{short}"))
+    check = getattr(hp, "validate", None)
+    if check is not None:
+        check()
+    return hp

@@ -1,0 +1,112 @@
+"""Images on the device as one uint8 tensor, batched, augmented and normalised there.
+
+Normalisation happens per batch (after augmentation, on the device) with the training
+split's own per-channel mean/std, so models take standard float input and stay plain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Iterator, NamedTuple
+
+import numpy as np
+import torch
+
+from unlearnkit.training.augment import augment
+from unlearnkit.training.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    mean: tuple[float, ...]  # per channel, in [0, 1] units
+    std: tuple[float, ...]
+
+    @classmethod
+    def fit(cls, images: np.ndarray | torch.Tensor) -> "Normalizer":
+        """Per-channel mean/std of uint8 NCHW images (computed from data, never hard-coded)."""
+        x = torch.as_tensor(images)
+        c = x.shape[1]
+        flat = x.transpose(0, 1).reshape(c, -1).double() / 255.0
+        std = flat.std(dim=1).clamp_min(1e-3)  # a constant channel must not divide by zero
+        return cls(tuple(flat.mean(dim=1).tolist()), tuple(std.tolist()))
+
+    def __call__(self, images: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
+        x = images.float().mul_(1.0 / 255.0).sub_(mean).div_(std)
+        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+@dataclass(frozen=True)
+class TensorSet:
+    """A labelled set of uint8 images held on the runtime's device."""
+
+    images: torch.Tensor  # uint8 (N, C, H, W)
+    labels: torch.Tensor  # int64 (N,)
+
+    @classmethod
+    def from_numpy(cls, images: np.ndarray, labels: np.ndarray, runtime: Runtime) -> "TensorSet":
+        return cls(
+            runtime.tensor(torch.from_numpy(np.ascontiguousarray(images))),
+            runtime.tensor(torch.from_numpy(np.asarray(labels, dtype=np.int64))),
+        )
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def subset(self, index: torch.Tensor | np.ndarray) -> "TensorSet":
+        idx = torch.as_tensor(index, device=self.labels.device, dtype=torch.long)
+        return TensorSet(self.images[idx], self.labels[idx])
+
+    def with_labels(self, labels: torch.Tensor) -> "TensorSet":
+        return TensorSet(self.images, labels.to(self.labels.device))
+
+
+class Batch(NamedTuple):
+    x: torch.Tensor  # float, normalised, augmented
+    y: torch.Tensor  # int64
+    index: torch.Tensor  # positions in the TensorSet (methods that relabel per sample need them)
+
+
+def stream_seed(seed: int, *parts: object) -> int:
+    """A stable 63-bit seed for one (run seed, stream name, epoch): independent streams, resumable."""
+    text = "/".join(str(p) for p in (seed, *parts))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
+
+def batches(
+    data: TensorSet,
+    batch_size: int,
+    normalizer: Normalizer,
+    runtime: Runtime,
+    *,
+    seed: int | None = None,
+    crop_padding: int = 0,
+    flip: bool = False,
+) -> Iterator[Batch]:
+    """One pass over `data`. With a seed: shuffled, augmented, last partial batch dropped.
+
+    Without a seed: in order, no augmentation, every sample (evaluation).
+    Dropping the ragged last batch in training avoids BatchNorm on a handful of samples;
+    a set smaller than one batch is used whole.
+    """
+    n = len(data)
+    if seed is None:
+        for start in range(0, n, batch_size):
+            idx = torch.arange(start, min(start + batch_size, n), device=data.labels.device)
+            yield Batch(normalizer(data.images[idx], runtime.channels_last), data.labels[idx], idx)
+        return
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(n, generator=gen).to(data.labels.device)
+    size = min(batch_size, n)
+    for start in range(0, n - size + 1, size):
+        idx = order[start : start + size]
+        images = data.images[idx]
+        if crop_padding or flip:
+            images = augment(images, crop_padding, flip, gen)
+        yield Batch(normalizer(images, runtime.channels_last), data.labels[idx], idx)
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    return max(1, n // min(batch_size, n)) if n else 0

@@ -1,0 +1,310 @@
+"""The one training loop: original training, retraining and every fine-tuning-style method.
+
+`Trainer` owns the optimiser and schedule (SGD + Nesterov, per-step LR schedule) and an
+optional gradient mask; `run_epoch` runs any loss over any batch iterator with a progress
+bar; `fit` is the standard supervised recipe with per-epoch checkpoints and resume.
+Methods write only their loss; optimiser, schedule, progress and device come from here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from unlearnkit.config import TrainConfig
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.training.data import Batch, Normalizer, TensorSet, batches, stream_seed, steps_per_epoch
+from unlearnkit.training.runtime import Runtime
+
+LossFn = Callable[[nn.Module, object], "tuple[torch.Tensor, dict[str, float]] | torch.Tensor"]
+
+
+def lr_factor(step: int, total: int, schedule: str, warmup_fraction: float) -> float:
+    """Multiplier on the peak LR at `step` (0-based) of `total` steps."""
+    if schedule == "constant" or total <= 1:
+        return 1.0
+    warm = int(round(warmup_fraction * total))
+    if step < warm:
+        return (step + 1) / warm
+    progress = (step - warm) / max(1, total - warm)
+    if schedule == "onecycle":  # linear decay to zero: strong for short budgets (airbench, super-convergence)
+        return max(0.0, 1.0 - progress)
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise UnlearnkitError(f"unknown schedule {schedule!r}; choose onecycle, cosine or constant")
+
+
+class Trainer:
+    """SGD (Nesterov) with a per-step schedule, weight decay folded into the gradient, and a mask.
+
+    Weight decay is added to the gradient *before* masking (instead of SGD's built-in
+    decay) so that masked weights do not move at all: SalUn's guarantee.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        lr: float,
+        total_steps: int,
+        momentum: float = 0.9,
+        nesterov: bool = True,
+        weight_decay: float = 5e-4,
+        schedule: str = "onecycle",
+        warmup_fraction: float = 0.0,
+        params: Iterable[nn.Parameter] | None = None,
+        grad_mask: dict[str, torch.Tensor] | None = None,
+    ):
+        self.model = model
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        if params is not None:
+            keep = {id(p) for p in params}
+            named = [(n, p) for n, p in named if id(p) in keep]
+        self.named_params = named
+        self.weight_decay = weight_decay
+        self.grad_mask = grad_mask
+        self.optimizer = torch.optim.SGD(
+            [p for _, p in named], lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0, weight_decay=0.0
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, total_steps, schedule, warmup_fraction)
+        )
+
+    @classmethod
+    def from_config(cls, model: nn.Module, cfg: TrainConfig, total_steps: int, **kw) -> "Trainer":
+        return cls(
+            model,
+            lr=cfg.lr,
+            total_steps=total_steps,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov,
+            weight_decay=cfg.weight_decay,
+            schedule=cfg.schedule,
+            warmup_fraction=cfg.warmup_fraction,
+            **kw,
+        )
+
+    def step(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss):
+            raise DivergedError(f"loss became {loss.item()}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        with torch.no_grad():
+            for name, p in self.named_params:
+                if p.grad is None:
+                    continue
+                if self.weight_decay:
+                    p.grad.add_(p, alpha=self.weight_decay)
+                if self.grad_mask is not None:
+                    p.grad.mul_(self.grad_mask[name])
+        self.optimizer.step()
+        self.scheduler.step()
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+
+class DivergedError(RuntimeError):
+    """A loss became NaN/inf; callers turn it into a user-facing message."""
+
+
+def progress(iterable: Iterable, total: int | None, desc: str, **kw) -> tqdm:
+    """The one progress-bar style (ETA, rate, running stats); quiet with UNLEARNKIT_QUIET=1."""
+    return tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        dynamic_ncols=True,
+        mininterval=0.5,
+        leave=False,
+        disable=os.environ.get("UNLEARNKIT_QUIET") == "1",
+        **kw,
+    )
+
+
+@dataclass
+class EpochStats:
+    loss: float = 0.0
+    acc: float = float("nan")
+    seconds: float = 0.0
+    samples: int = 0
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def run_epoch(
+    model: nn.Module,
+    trainer: Trainer,
+    loader: Iterable,
+    loss_fn: LossFn,
+    runtime: Runtime,
+    *,
+    total: int | None = None,
+    desc: str = "train",
+) -> EpochStats:
+    """One pass of `loss_fn(model, item)` + `trainer.step`; item is whatever `loader` yields.
+
+    `loss_fn` returns a loss, or (loss, stats) where stats may hold `correct` and `n`
+    (for a running accuracy) and any other numbers to average and show.
+    """
+    model.train()
+    t0 = time.perf_counter()
+    sums: dict[str, float] = {}
+    steps = 0
+    bar = progress(loader, total, desc)
+    for item in bar:
+        with runtime.autocast():
+            out = loss_fn(model, item)
+        loss, stats = out if isinstance(out, tuple) else (out, {})
+        trainer.step(loss)
+        steps += 1
+        sums["loss"] = sums.get("loss", 0.0) + loss.item()
+        for k, v in stats.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+        shown = {"loss": f"{sums['loss'] / steps:.3f}", "lr": f"{trainer.lr:.3g}"}
+        if sums.get("n"):
+            shown["acc"] = f"{100 * sums['correct'] / sums['n']:.1f}"
+        bar.set_postfix(shown, refresh=False)
+    bar.close()
+    n = int(sums.pop("n", 0))
+    correct = sums.pop("correct", 0.0)
+    loss = sums.pop("loss", float("nan")) / max(1, steps)
+    return EpochStats(
+        loss=loss,
+        acc=100.0 * correct / n if n else float("nan"),
+        seconds=time.perf_counter() - t0,
+        samples=n,
+        extra={k: v / max(1, steps) for k, v in sums.items()},
+    )
+
+
+def cross_entropy_loss(label_smoothing: float = 0.0) -> LossFn:
+    def loss_fn(model: nn.Module, batch: Batch):
+        logits = model(batch.x)
+        loss = F.cross_entropy(logits, batch.y, label_smoothing=label_smoothing)
+        return loss, {"correct": (logits.argmax(1) == batch.y).sum().item(), "n": batch.y.numel()}
+
+    return loss_fn
+
+
+@torch.inference_mode()
+def predict_logits(
+    model: nn.Module, data: TensorSet, normalizer: Normalizer, runtime: Runtime, batch_size: int = 1024
+) -> torch.Tensor:
+    """Logits for every sample of `data`, in order, as float32 on the CPU (eval mode, no grad)."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for batch in batches(data, batch_size, normalizer, runtime):
+        with runtime.autocast():
+            out.append(model(batch.x).float().cpu())
+    model.train(was_training)
+    if not out:
+        return torch.empty(0, 0)
+    return torch.cat(out)
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    if len(labels) == 0:
+        return float("nan")
+    return 100.0 * (logits.argmax(1) == labels.cpu()).float().mean().item()
+
+
+def evaluate(model: nn.Module, data: TensorSet, normalizer: Normalizer, runtime: Runtime, batch_size: int = 1024) -> dict[str, float]:
+    logits = predict_logits(model, data, normalizer, runtime, batch_size)
+    if len(data) == 0:
+        return {"acc": float("nan"), "loss": float("nan")}
+    loss = F.cross_entropy(logits, data.labels.cpu()).item()
+    return {"acc": accuracy(logits, data.labels), "loss": loss}
+
+
+def epoch_batches(data: TensorSet, cfg: TrainConfig, normalizer: Normalizer, runtime: Runtime, seed: int, tag: str, epoch: int) -> Iterator[Batch]:
+    """The augmented, shuffled batches of one epoch; the order depends only on (seed, tag, epoch)."""
+    return batches(
+        data, cfg.batch_size, normalizer, runtime,
+        seed=stream_seed(seed, tag, epoch), crop_padding=cfg.crop_padding, flip=cfg.flip,
+    )
+
+
+def fit(
+    model: nn.Module,
+    data: TensorSet,
+    cfg: TrainConfig,
+    runtime: Runtime,
+    normalizer: Normalizer,
+    *,
+    seed: int,
+    val: TensorSet | None = None,
+    loss_fn: LossFn | None = None,
+    checkpoint: Path | None = None,
+    on_epoch: Callable[[list[dict]], None] | None = None,
+    desc: str = "train",
+) -> list[dict]:
+    """Standard supervised training for `cfg.epochs`; returns the per-epoch log records.
+
+    With `checkpoint`, state is saved atomically after every epoch and, if the file already
+    exists, training resumes from it with nothing lost (the batch order of every epoch is a
+    function of the seed and the epoch number, so a resumed run matches an uninterrupted one).
+    """
+    loss_fn = loss_fn or cross_entropy_loss(cfg.label_smoothing)
+    per_epoch = steps_per_epoch(len(data), cfg.batch_size)
+    trainer = Trainer.from_config(model, cfg, total_steps=cfg.epochs * per_epoch)
+    history: list[dict] = []
+    start = 0
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, map_location=runtime.device, weights_only=True)
+        model.load_state_dict(state["model"])
+        trainer.load_state_dict(state["trainer"])
+        history = list(state["history"])
+        start = int(state["epoch"])
+    for epoch in range(start, cfg.epochs):
+        stats = run_epoch(
+            model, trainer, epoch_batches(data, cfg, normalizer, runtime, seed, "train", epoch),
+            loss_fn, runtime, total=per_epoch, desc=f"{desc} {epoch + 1}/{cfg.epochs}",
+        )
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": round(stats.loss, 5),
+            "train_acc": round(stats.acc, 3),
+            "seconds": round(stats.seconds, 2),
+            "img_per_s": round(stats.samples / stats.seconds, 1) if stats.seconds else None,
+            "lr": trainer.lr,
+        }
+        if val is not None and len(val):
+            ev = evaluate(model, val, normalizer, runtime, cfg.eval_batch_size)
+            record.update(val_acc=round(ev["acc"], 3), val_loss=round(ev["loss"], 5))
+        history.append(record)
+        if checkpoint is not None:
+            save_checkpoint(
+                checkpoint,
+                {"model": model.state_dict(), "trainer": trainer.state_dict(), "history": history, "epoch": epoch + 1},
+            )
+        if on_epoch is not None:
+            on_epoch(history)  # the whole log so far, resumed epochs included
+    return history
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """torch.save to a temp file, then rename: a kill mid-write never leaves a corrupt checkpoint.
+
+    Contents are tensors, dicts, lists and numbers only, so `torch.load(weights_only=True)` reads them.
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)

@@ -1,0 +1,66 @@
+"""Device and precision, decided in one place (the Lightning Fabric idea).
+
+Nothing else in unlearnkit calls `.cuda()` or picks a dtype: code asks the `Runtime`
+to move tensors/models and to open the autocast context.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from unlearnkit.config import RuntimeConfig
+from unlearnkit.errors import UnlearnkitError
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    autocast_dtype: torch.dtype | None  # None = full fp32
+    channels_last: bool
+
+    @classmethod
+    def from_config(cls, cfg: RuntimeConfig | None = None) -> "Runtime":
+        cfg = cfg or RuntimeConfig()
+        if cfg.device == "auto":
+            if torch.cuda.is_available():
+                device = torch.device("cuda")
+            elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+                device = torch.device("mps")
+            else:
+                device = torch.device("cpu")
+        else:
+            device = torch.device(cfg.device)
+            if device.type == "cuda" and not torch.cuda.is_available():
+                raise UnlearnkitError(f"runtime.device={cfg.device!r} but CUDA is not available here; use --set runtime.device=cpu")
+        if cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda"):
+            dtype = torch.bfloat16  # bf16 needs no loss scaling, unlike fp16
+        else:
+            dtype = None
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        return cls(device, dtype, cfg.channels_last)
+
+    def autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def model(self, model: nn.Module) -> nn.Module:
+        model = model.to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+    def tensor(self, t: torch.Tensor) -> torch.Tensor:
+        return t.to(self.device, non_blocking=True)
+
+    def describe(self) -> str:
+        prec = "fp32" if self.autocast_dtype is None else str(self.autocast_dtype).replace("torch.", "")
+        name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else self.device.type
+        return f"{name} ({prec}{', channels_last' if self.channels_last else ''})"

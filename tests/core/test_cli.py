@@ -1,0 +1,117 @@
+"""Bad input through the command line: one line on stderr, exit status 2, nothing written."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from unlearnkit.cli.main import main
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code, err, pattern):
+    import re
+
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+@pytest.mark.parametrize(
+    "args, pattern",
+    [
+        (["--preset", "nope"], "unknown preset 'nope'"),
+        (["--set", "train.epoch=2"], "unknown setting 'train.epoch'"),
+        (["--set", "train.epochs=two"], "train.epochs expects an integer"),
+        (["--data", "/no/such/dir"], "/no/such/dir"),
+        (["--preset", "cifar10-cpu"], "needs a dataset: pass --data"),
+        (["--resume"], "holds no started run"),
+    ],
+)
+def test_train_bad_input(capsys, tmp_path, args, pattern):
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--out", str(out), *args)
+    assert_one_line_error(code, err, pattern)
+    assert not out.exists()
+
+
+def test_train_writes_a_complete_run_directory_and_refuses_mismatched_resume(capsys, digits_run, tmp_path):
+    files = {p.name for p in digits_run.iterdir()}
+    assert {"config.json", "run.json", "split.json", "log.jsonl", "metrics.json", "model.safetensors"} <= files
+    assert "checkpoint.pt" not in files
+    info = json.loads((digits_run / "run.json").read_text())
+    assert info["status"] == "finished" and len(info["dataset"]["fingerprint"]) == 64
+    assert {"torch", "numpy", "unlearnkit"} <= set(info["environment"]["packages"])
+    assert "git_commit" in info["environment"]
+    metrics = json.loads((digits_run / "metrics.json").read_text())
+    assert metrics["test_acc"] > 90
+    code, _, err = run_cli(capsys, "train", "--out", str(digits_run), "--resume")
+    assert_one_line_error(code, err, "another config|already finished")
+
+    # A started run resumed with another recipe is refused before anything is touched.
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "config.json").write_text((digits_run / "config.json").read_text())
+    code, _, err = run_cli(capsys, "train", "--out", str(partial), "--resume", "--set", "train.epochs=3")
+    assert_one_line_error(code, err, r"another config \(train.epochs: 8 there, 3 now\)")
+
+
+def test_forget_bad_input(capsys, digits_run, tmp_path):
+    out = tmp_path / "u"
+    cases = [
+        (["--method", "forgetall"], "unknown method 'forgetall'.*retrain"),
+        (["--method", "finetune", "--set", "method.lrr=1"], "no hyperparameter 'lrr'.*lr"),
+        (["--method", "finetune", "--set", "method.lr=fast"], "method.lr expects a number"),
+    ]
+    for extra, pattern in cases[:3]:
+        code, _, err = run_cli(capsys, "forget", str(digits_run), "--forget", "random:10", "--out", str(out), *extra)
+        assert_one_line_error(code, err, pattern)
+        assert not out.exists()
+    for spec, pattern in [("class:elephant", "unknown class 'elephant'"), ("random:0", "selects no training sample"),
+                          ("class:0,1,2,3,4,5,6,7,8,9", "whole training set")]:
+        code, _, err = run_cli(capsys, "forget", str(digits_run), "--method", "finetune", "--forget", spec, "--out", str(out))
+        assert_one_line_error(code, err, pattern)
+        assert not out.exists()
+    code, _, err = run_cli(capsys, "forget", str(tmp_path / "missing"), "--method", "finetune", "--forget", "random:5", "--out", str(out))
+    assert_one_line_error(code, err, "run directory .*missing does not exist")
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    for name in ("config.json", "run.json", "split.json"):
+        (unfinished / name).write_text((digits_run / name).read_text())
+    code, _, err = run_cli(capsys, "forget", str(unfinished), "--method", "finetune", "--forget", "random:5", "--out", str(out))
+    assert_one_line_error(code, err, "has no finished model")
+    assert not out.exists()
+
+
+def test_forget_writes_an_unlearned_run_and_leaves_the_original_untouched(capsys, digits_run, tmp_path):
+    before = {p.name: p.read_bytes() for p in digits_run.iterdir()}
+    out = tmp_path / "ft"
+    code, stdout, _ = run_cli(capsys, "forget", str(digits_run), "--method", "finetune", "--forget", "class:3", "--out", str(out))
+    assert code == 0 and "run directory" in stdout
+    info = json.loads((out / "run.json").read_text())
+    assert info["kind"] == "unlearned" and info["method"] == "finetune" and info["forget_spec"] == "class:3"
+    assert info["parent"] == str(digits_run.resolve())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"retain_acc", "forget_acc", "test_acc", "unlearn_seconds", "peak_memory_mb"} <= set(metrics)
+    split = json.loads((out / "split.json").read_text())
+    assert split["forget_spec"] == "class:3" and len(split["forget"]) == split["counts"]["forget"] > 0
+    assert before == {p.name: p.read_bytes() for p in digits_run.iterdir()}
+
+
+def test_listing_commands(capsys):
+    for argv, needle in [(["presets"], "cifar10-cpu"), (["presets", "digits"], "train.epochs"), (["methods"], "retrain")]:
+        code, out, _ = run_cli(capsys, *argv)
+        assert code == 0 and needle in out
+
+
+def test_console_script_reports_errors_with_exit_status_2(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "unlearnkit", "train", "--preset", "nope", "--out", str(tmp_path / "x")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: unknown preset 'nope'; choose one of: digits, cifar10-cpu, cifar10-resnet18 (see `unlearnkit presets`)"

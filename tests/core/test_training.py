@@ -1,0 +1,127 @@
+import numpy as np
+import pytest
+import torch
+
+from unlearnkit.config import TrainConfig
+from unlearnkit.training import Normalizer, Runtime, TensorSet, Trainer, batches, fit, predict_logits
+from unlearnkit.training.augment import random_crop, random_flip
+from unlearnkit.training.loop import lr_factor
+
+
+def test_random_crop_is_a_shifted_window_of_the_padded_image():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.arange(2 * 3 * 6 * 6, dtype=torch.uint8).view(2, 3, 6, 6)
+    out = random_crop(x, 2, gen)
+    assert out.shape == x.shape and out.dtype == torch.uint8
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(2):
+        windows = [padded[i, :, dy : dy + 6, dx : dx + 6] for dy in range(5) for dx in range(5)]
+        assert any(torch.equal(out[i], w) for w in windows)
+
+
+def test_flip_flips_about_half_and_only_horizontally():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 255, (400, 1, 4, 4), dtype=torch.uint8)
+    out = random_flip(x, gen)
+    flipped = [(torch.equal(o, xi.flip(2))) for o, xi in zip(out, x)]
+    same = [torch.equal(o, xi) for o, xi in zip(out, x)]
+    assert all(f or s for f, s in zip(flipped, same))
+    assert 150 < sum(flipped) < 250
+
+
+def test_normalizer_is_computed_from_data():
+    images = np.zeros((10, 2, 4, 4), np.uint8)
+    images[:, 1] = 255
+    images[:5, 0] = 255
+    n = Normalizer.fit(images)
+    assert n.mean == pytest.approx((0.5, 1.0))
+    x = n(torch.from_numpy(images))
+    assert x[:, 0].mean().item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_batches_cover_the_data_in_eval_and_drop_ragged_in_training():
+    rt = Runtime.from_config()
+    data = TensorSet(torch.zeros(10, 1, 4, 4, dtype=torch.uint8), torch.arange(10))
+    norm = Normalizer((0.0,), (1.0,))
+    eval_idx = torch.cat([b.index for b in batches(data, 4, norm, rt)])
+    assert eval_idx.tolist() == list(range(10))
+    train_idx = [b.index for b in batches(data, 4, norm, rt, seed=1)]
+    assert [len(i) for i in train_idx] == [4, 4]
+    again = [b.index for b in batches(data, 4, norm, rt, seed=1)]
+    assert all(torch.equal(a, b) for a, b in zip(train_idx, again))
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine", "constant"])
+def test_lr_schedules(schedule):
+    f = [lr_factor(s, 100, schedule, 0.2) for s in range(100)]
+    assert max(f) == pytest.approx(1.0)
+    if schedule != "constant":
+        assert f[0] < 0.1 and f[-1] < 0.06 and f.index(max(f)) == 19
+
+
+def test_trainer_mask_freezes_weights_including_weight_decay():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    mask = {"weight": (torch.rand(3, 4) > 0.5).float(), "bias": torch.zeros(3)}
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    tr = Trainer(model, lr=0.5, total_steps=5, weight_decay=0.1, grad_mask=mask)
+    for _ in range(5):
+        tr.step(model(torch.randn(8, 4)).pow(2).mean())
+    frozen = mask["weight"] == 0
+    assert torch.equal(model.weight[frozen], before["weight"][frozen])
+    assert torch.equal(model.bias, before["bias"])
+    assert not torch.equal(model.weight[~frozen], before["weight"][~frozen])
+
+
+def _toy(n=256, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 2, (n,), generator=g)
+    images = torch.randint(0, 100, (n, 1, 6, 6), generator=g, dtype=torch.uint8)
+    images[labels == 1, :, :3] += 120  # learnable: bright top half = class 1
+    return TensorSet(images, labels)
+
+
+def test_fit_learns_is_deterministic_and_resumes_identically(tmp_path):
+    from unlearnkit.models import create_model
+
+    rt = Runtime.from_config()
+    data = _toy()
+    norm = Normalizer.fit(data.images)
+    cfg = TrainConfig(epochs=4, batch_size=32, lr=0.05, crop_padding=1, flip=True)
+
+    def run(checkpoint=None, epochs=None):
+        torch.manual_seed(0)
+        model = rt.model(create_model("small_cnn", 2, in_channels=1, width=8))
+        c = TrainConfig(**{**cfg.__dict__, "epochs": epochs or cfg.epochs})
+        hist = fit(model, data, c, rt, norm, seed=5, val=data, checkpoint=checkpoint)
+        return model, hist
+
+    a, hist = run()
+    assert hist[-1]["val_acc"] > 90
+    b, _ = run()
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+    # Interrupted after 2 of 4 epochs (the schedule already spans 4), then resumed.
+    ckpt = tmp_path / "ckpt.pt"
+    torch.manual_seed(0)
+    model = rt.model(create_model("small_cnn", 2, in_channels=1, width=8))
+
+    class Kill(Exception):
+        pass
+
+    def stop_after_two(history):
+        if len(history) == 2:
+            raise Kill
+
+    with pytest.raises(Kill):
+        fit(model, data, cfg, rt, norm, seed=5, checkpoint=ckpt, on_epoch=stop_after_two)
+    resumed, hist = run(checkpoint=ckpt)
+    assert [r["epoch"] for r in hist] == [1, 2, 3, 4]
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), resumed.state_dict().values()))
+
+
+def test_predict_logits_restores_training_mode():
+    rt = Runtime.from_config()
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(36, 2)).train()
+    out = predict_logits(model, _toy(10), Normalizer((0.0,), (1.0,)), rt, batch_size=3)
+    assert out.shape == (10, 2) and model.training
