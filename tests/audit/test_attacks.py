@@ -1,0 +1,132 @@
+"""Known-answer tests for unlearnkit.audit.attacks."""
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from unlearnkit.audit.attacks import mia_efficacy, roc_metrics, seed_attack, threshold_attack
+from unlearnkit.errors import UnlearnkitError
+
+
+def test_roc_identical_distributions_auc_half():
+    rng = np.random.default_rng(0)
+    r = roc_metrics(rng.normal(size=20000), rng.normal(size=20000))
+    assert abs(r["auc"] - 0.5) < 0.03
+    assert r["tpr_at_fpr"][0.01] < 0.03
+    assert r["fpr"][0] == 0.0 and r["tpr"][-1] == 1.0
+
+
+def test_roc_perfect_separation():
+    r = roc_metrics(np.linspace(5, 6, 1000), np.linspace(0, 1, 1000))
+    assert r["auc"] == 1.0
+    assert r["tpr_at_fpr"][0.01] == 1.0 and r["tpr_at_fpr"][0.001] == 1.0
+    assert r["best_balanced_accuracy"] == 1.0
+
+
+@pytest.mark.parametrize("d", [0.5, 1.0, 2.0])
+def test_roc_two_gaussians_auc_matches_analytic(d):
+    rng = np.random.default_rng(1)
+    n = 40000
+    r = roc_metrics(rng.normal(d, 1, n), rng.normal(0, 1, n))
+    assert abs(r["auc"] - norm.cdf(d / np.sqrt(2))) < 0.01
+    # TPR at FPR=1% of the optimal threshold test: 1 - Phi(z_{0.99} - d)
+    assert abs(r["tpr_at_fpr"][0.01] - norm.sf(norm.isf(0.01) - d)) < 0.03
+
+
+def test_tpr_at_fpr_is_conservative():
+    # 10 non-members: FPR moves in steps of 0.1; at target 0.05 only FPR=0 counts.
+    members = np.array([10.0, 9.0, 8.0, -1.0])
+    nonmembers = np.array([9.5] + [0.0] * 9)
+    r = roc_metrics(members, nonmembers, fprs=(0.05, 0.1))
+    assert r["tpr_at_fpr"][0.05] == 0.25  # only the 10.0 member above the top non-member
+    assert r["tpr_at_fpr"][0.1] == 0.75
+    assert r["min_resolvable_fpr"] == 0.1
+
+
+def _member_nonmember_logits(rng, n, c=10, gap=4.0):
+    ym = rng.integers(0, c, n)
+    yn = rng.integers(0, c, n)
+    zm = rng.normal(size=(n, c))
+    zn = rng.normal(size=(n, c))
+    zm[np.arange(n), ym] += gap + 2.0
+    zn[np.arange(n), yn] += 2.0
+    return zm, ym, zn, yn
+
+
+def test_threshold_attack_loss_and_confidence():
+    rng = np.random.default_rng(2)
+    zm, ym, zn, yn = _member_nonmember_logits(rng, 3000)
+    for score in ("loss", "confidence"):
+        r = threshold_attack(zm, ym, zn, yn, score=score)
+        assert r["auc"] > 0.9 and r["score"] == score
+    same = threshold_attack(zm[:1500], ym[:1500], zm[1500:], ym[1500:], score="loss")
+    assert abs(same["auc"] - 0.5) < 0.05
+
+
+def test_seed_attack_separable_and_identical():
+    rng = np.random.default_rng(3)
+    zm, _, zn, _ = _member_nonmember_logits(rng, 1000, gap=8.0)
+    fm, _, fn, _ = _member_nonmember_logits(rng, 1000, gap=8.0)
+    res = seed_attack(zm, zn, {"members": (fm, True), "nonmembers": (fn, False),
+                               "mixed": (np.concatenate([fm, fn]), np.r_[np.ones(1000), np.zeros(1000)])}, seed=0)
+    assert res["n_train_per_class"] == 1000
+    assert res["sets"]["mixed"]["accuracy"] > 0.95
+    assert res["sets"]["members"]["fnr"] < 0.05
+    assert np.isnan(res["sets"]["nonmembers"]["fnr"])
+    assert res["sets"]["nonmembers"]["predicted_member_rate"] < 0.05
+    assert res["sets"]["nonmembers"]["precision"] == 0.0  # zero_division=0, no members
+
+    # identical distributions (unbalanced sizes: the larger class is subsampled)
+    a = rng.normal(size=(2000, 10)) * 2
+    b = rng.normal(size=(1000, 10)) * 2
+    e = rng.normal(size=(2000, 10)) * 2
+    res2 = seed_attack(a, b, {"mix": (e, np.arange(2000) < 1000)}, seed=1)
+    assert res2["n_train_per_class"] == 1000
+    assert abs(res2["sets"]["mix"]["accuracy"] - 0.5) < 0.05
+    assert res2 == seed_attack(a, b, {"mix": (e, np.arange(2000) < 1000)}, seed=1)  # deterministic
+
+
+def test_mia_efficacy_high_when_forget_looks_like_test_and_low_when_like_retain():
+    rng = np.random.default_rng(4)
+    zr, yr, zt, yt = _member_nonmember_logits(rng, 2000, gap=5.0)
+    zf_mem, yf_mem, zf_non, yf_non = _member_nonmember_logits(rng, 500, gap=5.0)
+    forgotten = mia_efficacy(zr, yr, zt, yt, zf_non, yf_non, seed=0)
+    remembered = mia_efficacy(zr, yr, zt, yt, zf_mem, yf_mem, seed=0)
+    assert forgotten["efficacy"] > 0.8
+    assert remembered["efficacy"] < 0.2
+    assert forgotten["attack_train_acc"] > 0.8
+    assert forgotten == mia_efficacy(zr, yr, zt, yt, zf_non, yf_non, seed=0)
+
+
+def test_mia_efficacy_caps_class_sizes():
+    rng = np.random.default_rng(5)
+    zr, yr, zt, yt = _member_nonmember_logits(rng, 800)
+    r = mia_efficacy(zr, yr, zt, yt, zt[:10], yt[:10], seed=0, max_per_class=300)
+    assert r["n_members"] == 300 and r["n_nonmembers"] == 300
+
+
+def test_bad_inputs():
+    rng = np.random.default_rng(6)
+    zm, ym, zn, yn = _member_nonmember_logits(rng, 20)
+    bad = zm.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(UnlearnkitError, match="member_logits.*NaN"):
+        threshold_attack(bad, ym, zn, yn)
+    with pytest.raises(UnlearnkitError, match="one label per example"):
+        threshold_attack(zm, ym[:5], zn, yn)
+    with pytest.raises(UnlearnkitError, match="score must be"):
+        threshold_attack(zm, ym, zn, yn, score="entropy")
+    with pytest.raises(UnlearnkitError, match="classes"):
+        threshold_attack(zm, ym, zn[:, :5], yn % 5)
+    with pytest.raises(UnlearnkitError, match="member_scores.*NaN"):
+        roc_metrics(np.array([np.nan, 1.0]), np.array([0.0]))
+    with pytest.raises(UnlearnkitError, match="empty"):
+        roc_metrics(np.array([]), np.array([0.0]))
+    with pytest.raises(UnlearnkitError, match="fprs"):
+        roc_metrics(np.array([1.0]), np.array([0.0]), fprs=(0.0,))
+    with pytest.raises(UnlearnkitError, match="forget_logits.*NaN"):
+        mia_efficacy(zm, ym, zn, yn, bad, ym, seed=0)
+    with pytest.raises(UnlearnkitError, match="is_member"):
+        seed_attack(zm, zn, {"x": (zn, np.ones(3, bool))})
+    with pytest.raises(UnlearnkitError, match="eval set 'x'.*NaN"):
+        seed_attack(zm, zn, {"x": (bad, True)})
