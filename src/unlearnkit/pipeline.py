@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from unlearnkit.cli.tables import print_table
@@ -15,8 +16,12 @@ def run_demo(out: Path, *, preset: str = "digits", data: str | None = None, forg
              methods: str = "all") -> Path:
     """Train the preset, unlearn `forget` with each method (retrain first: the reference), audit all.
 
-    Re-running with the same `out` reuses finished runs, so an interrupted demo continues.
+    Every unlearned run is audited against the retrained one (its own report.{md,html}); the
+    comparison of all of them goes to ``out/report``. Returns the path of the comparison's HTML.
+    Re-running with the same `out` reuses finished runs and audits, so an interrupted demo continues.
     """
+    from unlearnkit.audit import audit, compare  # noqa: PLC0415  (matplotlib/sklearn: only when auditing)
+
     chosen = [m for m in list_methods() if m != "retrain"] if methods == "all" else [m.strip() for m in methods.split(",")]
     unknown = [m for m in chosen if m not in list_methods()]
     if unknown:
@@ -25,16 +30,23 @@ def run_demo(out: Path, *, preset: str = "digits", data: str | None = None, forg
     base = out / "original"
     if not (base / "metrics.json").is_file():
         train(cfg, base, resume=(base / "config.json").is_file())
-    rows = []
+    reference = out / "retrain"
+    runs = []
     for method in ["retrain"] + [m for m in chosen if m != "retrain"]:
         target = out / method
         if not (target / "metrics.json").is_file():
             forget_run(base, method, forget, target, resume=target.exists())
-        from unlearnkit.runs import read_json  # noqa: PLC0415
+        if not (target / "audit.json").is_file():
+            # The retrained run is audited too (against nothing): its MIA numbers are what "forgotten" looks like.
+            audit(target, reference=None if method == "retrain" else reference, original=base)
+        runs.append(target)
+    result = compare(runs, out=out / "report")
+    rows = [[r.get("run"), _num(r.get("UA")), _num(r.get("RA")), _num(r.get("TA")), _num(r.get("MIA-efficacy")),
+             _num(r.get("avg gap")), _num(r.get("unlearn s"), 2)] for r in result["rows"]]
+    print_table(f"{preset}: forgetting {forget} (gap = average |difference| to retraining over UA, RA, TA, MIA)",
+                ["run", "UA %", "RA %", "TA %", "MIA-efficacy %", "avg gap", "seconds"], rows)
+    return Path(result["files"]["report_html"])
 
-        m = read_json(target / "metrics.json", "metrics")
-        rows.append([method, m.get("retain_acc"), m.get("forget_acc"), m.get("test_acc"),
-                     m.get("forget_mean_confidence"), m.get("unlearn_seconds")])
-    print_table(f"{preset}: forgetting {forget}", ["method", "retain acc %", "forget acc %", "test acc %",
-                                                  "forget confidence", "seconds"], rows)
-    return out
+
+def _num(v, digits: int = 2):
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), digits)

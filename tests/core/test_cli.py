@@ -7,21 +7,7 @@ import sys
 import pytest
 
 from unlearnkit.cli.main import main
-
-
-def run_cli(capsys, *argv):
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_one_line_error(code, err, pattern):
-    import re
-
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert re.search(pattern, lines[0]), lines[0]
+from helpers import assert_one_line_error, run_cli
 
 
 @pytest.mark.parametrize(

@@ -56,3 +56,27 @@ def test_unknown_model_and_option():
     with pytest.raises(UnlearnkitError, match="model 'resnet18' has no option 'depth'"):
         create_model("resnet18", 10, depth=3)
     assert "width" in model_kwargs("resnet18")
+
+
+def test_flip_tta_averages_the_mirror_in_eval_mode_only_and_keeps_the_weights():
+    torch.manual_seed(0)
+    plain = create_model("resnet18", 10, width=8)
+    tta = create_model("resnet18", 10, width=8, flip_tta=True)
+    tta.load_state_dict(plain.state_dict())  # same keys: a TTA model loads a plain checkpoint and back
+    x = torch.randn(3, 3, 32, 32)
+    plain.eval(), tta.eval()
+    with torch.no_grad():
+        expected = 0.5 * (plain(x) + plain(x.flip(3)))
+        torch.testing.assert_close(tta(x), expected)
+        torch.testing.assert_close(tta(x), tta(x.flip(3)))  # mirror-invariant by construction
+        assert not torch.allclose(plain(x), plain(x.flip(3)))
+    plain.train(), tta.train()
+    torch.manual_seed(1)
+    a = plain(x)
+    torch.manual_seed(1)
+    torch.testing.assert_close(tta(x), a)  # training sees one pass, unchanged
+
+
+def test_flip_tta_on_a_model_without_it_is_a_user_error():
+    with pytest.raises(UnlearnkitError, match="has no option 'flip_tta'"):
+        create_model("small_cnn", 10, flip_tta=True)

@@ -125,3 +125,19 @@ def test_predict_logits_restores_training_mode():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(36, 2)).train()
     out = predict_logits(model, _toy(10), Normalizer((0.0,), (1.0,)), rt, batch_size=3)
     assert out.shape == (10, 2) and model.training
+
+
+def test_val_probe_logs_a_fixed_subset_per_epoch_and_final_metrics_use_all_of_val(tmp_path, cache_dir):
+    import json
+
+    from unlearnkit.config import resolve_config
+    from unlearnkit.training.pipeline import train
+
+    res = train(resolve_config("digits", {"train.epochs": 2, "train.val_probe": 50}), tmp_path / "r")
+    log = [json.loads(line) for line in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
+    assert all("val_probe_acc" in r and "val_acc" not in r for r in log)
+    # 50 samples: every accuracy is a multiple of 2%
+    assert all(abs(r["val_probe_acc"] / 2 - round(r["val_probe_acc"] / 2)) < 1e-9 for r in log)
+    # ...while the final val_acc counts every held-out sample (for this split it is not a multiple of 2%)
+    assert abs(res.metrics["val_acc"] / 2 - round(res.metrics["val_acc"] / 2)) > 1e-9
+    assert res.metrics["wall_seconds_this_session"] >= res.metrics["loop_seconds_this_session"] >= res.metrics["train_seconds"]

@@ -6,16 +6,11 @@ import argparse
 import json
 
 from unlearnkit.cli.registry import command
+from unlearnkit.cli.registry import with_arguments as _with_args
 from unlearnkit.cli.tables import console, print_mapping, print_table
 from unlearnkit.config import PRESETS, flatten, resolve_config
 
 
-def _with_args(add):
-    def deco(fn):
-        fn.arguments = add
-        return fn
-
-    return deco
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -47,7 +42,7 @@ def train_cmd(args: argparse.Namespace) -> int:
     print_table(
         f"trained {cfg.model.name} (width {cfg.model.width}) on {cfg.data.source}",
         ["epoch", "train loss", "train acc %", "val acc %", "img/s", "seconds"],
-        [[r["epoch"], r["train_loss"], r["train_acc"], r.get("val_acc"), r["img_per_s"], r["seconds"]] for r in result.history],
+        [[r["epoch"], r["train_loss"], r["train_acc"], r.get("val_acc", r.get("val_probe_acc")), r["img_per_s"], r["seconds"]] for r in result.history],
     )
     print_mapping("final metrics", result.metrics)
     console.print(f"run directory: {result.run_dir}")

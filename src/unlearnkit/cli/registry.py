@@ -17,3 +17,13 @@ def command(name: str, help: str):
         return run
 
     return wrap
+
+
+def with_arguments(add: Callable[[argparse.ArgumentParser], None]):
+    """Attach the function that adds a command's arguments (apply below `@command`)."""
+
+    def deco(fn):
+        fn.arguments = add
+        return fn
+
+    return deco

@@ -1,6 +1,9 @@
 """Unlearning methods: one small registered module each, all behind `unlearn(...)`."""
 
-from unlearnkit.methods import finetune, retrain  # noqa: F401  (registration)
+# Registration, in the order `unlearnkit methods` lists them: exact, fine-tuning, gradient ascent,
+# relabelling (RL, SalUn), distillation (bad teacher, SCRUB), sparsity, dampening (no training), adversarial.
+from unlearnkit.methods import retrain, finetune  # noqa: F401, I001
+from unlearnkit.methods import neggrad, random_label, salun, bad_teacher, scrub, l1_sparse, ssd, gan  # noqa: F401, I001
 from unlearnkit.methods.api import forget_run, unlearn
 from unlearnkit.methods.base import (
     Method, MethodContext, get_method, hparam_defaults, list_methods, make_hparams, register_method,

@@ -79,7 +79,9 @@ def _reinitialised(model: nn.Module, seed: int) -> nn.Module:
 def _check_finite(model: nn.Module, method: str) -> None:
     for name, t in model.state_dict().items():
         if t.is_floating_point() and not torch.isfinite(t).all():
-            raise UnlearnkitError(f"method {method!r} produced non-finite weights ({name}); lower method.lr — the original is untouched")
+            raise UnlearnkitError(
+                f"method {method!r} diverged: it produced non-finite weights ({name}); lower method.lr — the original is untouched"
+            )
 
 
 def peak_memory_mb(runtime: Runtime) -> float:

@@ -22,6 +22,8 @@ class FinetuneHparams:
 
 @register_method
 class Finetune(Method):
+    """Fine-tuning (FT): continue training on the retain set only; the forget set fades by catastrophic forgetting."""
+
     name = "finetune"
     summary = "Continue training on retain only (FT)."
     paper = "Warnecke et al. 2023; Jia et al., NeurIPS 2023 (FT baseline)"

@@ -18,6 +18,8 @@ class RetrainHparams:
 
 @register_method
 class Retrain(Method):
+    """Exact unlearning: a fresh model (same initial seed) trained on retain with the original recipe."""
+
     name = "retrain"
     summary = "Exact unlearning: retrain from scratch on retain with the original recipe (the reference)."
     paper = "Baseline in every unlearning paper, e.g. Bourtoule et al. 2021 (SISA)"

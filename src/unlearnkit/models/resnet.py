@@ -38,8 +38,10 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, layers: tuple[int, ...], num_classes: int, in_channels: int = 3, width: int = 64):
+    def __init__(self, layers: tuple[int, ...], num_classes: int, in_channels: int = 3, width: int = 64,
+                 flip_tta: bool = False):
         super().__init__()
+        self.flip_tta = flip_tta
         self.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)  # CIFAR stem: keep 32x32
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
@@ -67,12 +69,21 @@ class ResNet(nn.Module):
                 nn.init.zeros_(m.bn2.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.flip_tta and not self.training:
+            # Test-time augmentation (as airbench reports): in eval mode the model's output is the
+            # mean logit over the image and its mirror. Training is unchanged; the weights are the
+            # same (state_dict keys too), only inference costs two passes.
+            return 0.5 * (self._features_to_logits(x) + self._features_to_logits(x.flip(3)))
+        return self._features_to_logits(x)
+
+    def _features_to_logits(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
 @register_model("resnet18")
-def resnet18(num_classes: int, in_channels: int = 3, width: int = 64) -> ResNet:
-    """CIFAR ResNet-18 (the seed's model at width=64, 11.2M parameters)."""
-    return ResNet((2, 2, 2, 2), num_classes, in_channels=in_channels, width=width)
+def resnet18(num_classes: int, in_channels: int = 3, width: int = 64, flip_tta: bool = False) -> ResNet:
+    """CIFAR ResNet-18 (the seed's model at width=64, 11.2M parameters); `flip_tta`: eval-mode
+    output averaged with the horizontally mirrored image."""
+    return ResNet((2, 2, 2, 2), num_classes, in_channels=in_channels, width=width, flip_tta=flip_tta)

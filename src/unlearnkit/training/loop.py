@@ -133,9 +133,8 @@ def progress(iterable: Iterable, total: int | None, desc: str, **kw) -> tqdm:
         desc=desc,
         dynamic_ncols=True,
         mininterval=0.5,
-        leave=False,
         disable=os.environ.get("UNLEARNKIT_QUIET") == "1",
-        **kw,
+        **{"leave": False, **kw},
     )
 
 
@@ -255,8 +254,11 @@ def fit(
     checkpoint: Path | None = None,
     on_epoch: Callable[[list[dict]], None] | None = None,
     desc: str = "train",
+    val_key: str = "val",
 ) -> list[dict]:
     """Standard supervised training for `cfg.epochs`; returns the per-epoch log records.
+
+    `val` is evaluated after every epoch and logged as `{val_key}_acc` / `{val_key}_loss`.
 
     With `checkpoint`, state is saved atomically after every epoch and, if the file already
     exists, training resumes from it with nothing lost (the batch order of every epoch is a
@@ -288,7 +290,7 @@ def fit(
         }
         if val is not None and len(val):
             ev = evaluate(model, val, normalizer, runtime, cfg.eval_batch_size)
-            record.update(val_acc=round(ev["acc"], 3), val_loss=round(ev["loss"], 5))
+            record.update({f"{val_key}_acc": round(ev["acc"], 3), f"{val_key}_loss": round(ev["loss"], 5)})
         history.append(record)
         if checkpoint is not None:
             save_checkpoint(

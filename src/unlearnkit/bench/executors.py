@@ -1,0 +1,89 @@
+"""Executors: run a plan's jobs in dependency order, locally or as Ray tasks.
+
+A failed job is reported with its log path; jobs that do not depend on it still run;
+jobs that do are skipped. Finished jobs found in the store are reused ("cached").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from unlearnkit.bench.jobs import run_job
+from unlearnkit.bench.plan import Job, Plan
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.training.loop import progress
+
+Report = Callable[[dict[str, Any]], None]
+
+
+def _dep_paths(plan: Plan, job: Job) -> dict[str, str]:
+    return {d: str(plan.path(plan.jobs[d]).resolve()) for d in job.deps}
+
+
+def _log(plan: Plan, job: Job) -> Path:
+    return plan.store.parent / "logs" / (job.id.replace("/", "__").replace(":", "-") + ".log")
+
+
+def run_local(plan: Plan, data: str | None = None, on_result: Report | None = None) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
+    order = plan.order()
+    bar = progress(order, len(order), "bench", leave=True)
+    for job in bar:
+        bar.set_postfix_str(job.id, refresh=True)
+        failed = [d for d in job.deps if results[d]["status"] in ("failed", "skipped")]
+        if failed:
+            results[job.id] = {"id": job.id, "status": "skipped", "seconds": 0.0, "log": None, "because": failed[0]}
+        else:
+            results[job.id] = run_job(job, plan.path(job), _dep_paths(plan, job), _log(plan, job), data)
+        if on_result:
+            on_result(results[job.id])
+    return results
+
+
+def run_ray(plan: Plan, data: str | None = None, address: str | None = None, num_cpus: int | None = None,
+            on_result: Report | None = None) -> dict[str, dict[str, Any]]:
+    """Each job is a Ray task asking for its CPUs (and a GPU where the job wants one).
+
+    Dependencies are expressed by passing upstream ObjectRefs, so Ray starts a job only when
+    everything it reads exists; independent jobs run in parallel across the cluster.
+    """
+    try:
+        import ray  # noqa: PLC0415  (optional extra)
+    except ImportError:
+        raise UnlearnkitError("--executor ray needs Ray; install it with `pip install unlearnkit[ray]`") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
+                 log_to_driver=False, ignore_reinit_error=True)
+
+    @ray.remote
+    def task(job: Job, path: str, dep_paths: dict[str, str], log: str, data: str | None, *upstream):
+        bad = [u["id"] for u in upstream if u["status"] in ("failed", "skipped")]
+        if bad:
+            return {"id": job.id, "status": "skipped", "seconds": 0.0, "log": None, "because": bad[0]}
+        return run_job(job, Path(path), dep_paths, Path(log), data)
+
+    refs: dict[str, Any] = {}
+    try:
+        for job in plan.order():
+            opts = {"num_cpus": job.num_cpus, "num_gpus": job.num_gpus}
+            refs[job.id] = task.options(**opts).remote(
+                job, str(plan.path(job).resolve()), _dep_paths(plan, job), str(_log(plan, job).resolve()), data,
+                *[refs[d] for d in job.deps],
+            )
+        results: dict[str, dict[str, Any]] = {}
+        pending = {ref: jid for jid, ref in refs.items()}
+        bar = progress(None, len(pending), "bench (ray)", leave=True)
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            jid = pending.pop(done[0])
+            results[jid] = ray.get(done[0])
+            bar.update(1)
+            if on_result:
+                on_result(results[jid])
+        bar.close()
+        return {j.id: results[j.id] for j in plan.order()}
+    finally:
+        if started_here:
+            ray.shutdown()

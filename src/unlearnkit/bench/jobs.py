@@ -1,0 +1,84 @@
+"""Running one job of a plan: the same function under every executor (local or Ray)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from unlearnkit.bench.plan import Job
+from unlearnkit.runs import RunDir, atomic_write_json
+
+SUMMARY = "summary.json"  # an audit job's output
+
+
+def is_done(job: Job, path: Path) -> bool:
+    if job.kind == "audit":
+        return (path / SUMMARY).is_file()
+    return RunDir(path).finished
+
+
+def run_job(job: Job, path: Path, dep_paths: dict[str, str], log_path: Path, data: str | None = None) -> dict[str, Any]:
+    """Run `job` into `path` unless it is already finished there; return {status, seconds, log}.
+
+    Output of the job (progress bars, warnings, a traceback on failure) goes to `log_path`.
+    Interrupted jobs resume: training and retraining continue from their epoch checkpoint.
+    """
+    if is_done(job, path):
+        return {"id": job.id, "status": "cached", "seconds": 0.0, "log": str(log_path)}
+    import torch  # noqa: PLC0415  (Ray workers import lazily)
+
+    # The same thread count under every executor, so both give bit-identical results.
+    torch.set_num_threads(max(1, job.num_cpus))
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with open(log_path, "a", encoding="utf-8") as log, contextlib.redirect_stderr(log), contextlib.redirect_stdout(log):
+        os.environ.setdefault("UNLEARNKIT_QUIET", "0")
+        try:
+            _execute(job, path, dep_paths, data)
+        except Exception:  # noqa: BLE001  (a job failure is reported, the bench goes on)
+            log.write(traceback.format_exc())
+            return {"id": job.id, "status": "failed", "seconds": time.perf_counter() - t0, "log": str(log_path)}
+    return {"id": job.id, "status": "done", "seconds": time.perf_counter() - t0, "log": str(log_path)}
+
+
+def _execute(job: Job, path: Path, dep_paths: dict[str, str], data: str | None) -> None:
+    from unlearnkit.config import RunConfig  # noqa: PLC0415
+
+    spec = job.spec
+    if job.kind == "original":
+        from unlearnkit.training.pipeline import train  # noqa: PLC0415
+
+        cfg = RunConfig.from_dict(spec["config"])
+        if data:
+            cfg.data.source = data
+        train(cfg, path, resume=(path / "config.json").is_file())
+    elif job.kind in ("retrain", "method"):
+        from unlearnkit.methods import forget_run  # noqa: PLC0415
+
+        (original,) = dep_paths.values()
+        mseed = spec["method_seed"]
+        forget_run(original, spec["method"], spec["forget"], path, hparams=spec["hparams"], data=data,
+                   seed=None if mseed == 0 else 1000 * spec["seed"] + mseed, resume=(path / "config.json").is_file())
+    elif job.kind == "audit":
+        from unlearnkit.audit import audit  # noqa: PLC0415
+
+        target, reference, original = (dep_paths[d] for d in job.deps)
+        result = audit(target, reference=reference, original=original, data=data)
+        path.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path / SUMMARY, {"job": job.id, "target": target, "reference": reference,
+                                           "audit": json.loads(json.dumps(result, default=_jsonable))})
+    else:
+        raise ValueError(f"unknown job kind {job.kind!r}")
+
+
+def _jsonable(o: Any) -> Any:
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if hasattr(o, "to_dict"):
+        return o.to_dict()
+    return str(o)

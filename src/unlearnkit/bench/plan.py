@@ -1,0 +1,145 @@
+"""The bench as a graph of jobs, each stored once under a content key.
+
+original (per seed) -> retrain (per seed x scenario) -> each method -> audit.
+A job's key hashes everything that determines its output (dataset fingerprint, recipe,
+seed, parent's key, method, hyperparameters, forget spec), so a second bench — or a crashed
+one run again — finds finished jobs in the store and does only the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from unlearnkit.config import RunConfig
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.methods import get_method, hparam_defaults, list_methods
+
+# Rough cost of each job in units of one original training run: used for the plan's estimate.
+# Approximate methods target <= 10% of a retrain; an audit is a few forward passes.
+RELATIVE_COST = {"original": 1.0, "retrain": 0.9, "method": 0.08, "audit": 0.05}
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str  # human-readable: "method/random:0.1/finetune/seed1"
+    kind: str  # original | retrain | method | audit
+    key: str  # content key: the store folder name
+    spec: dict[str, Any]  # everything the runner needs (JSON-serialisable)
+    deps: tuple[str, ...] = ()  # ids of jobs whose outputs this one reads
+    num_cpus: int = 1
+    num_gpus: float = 0.0
+
+    @property
+    def cost(self) -> float:
+        return RELATIVE_COST[self.kind]
+
+
+@dataclass
+class Plan:
+    jobs: dict[str, Job] = field(default_factory=dict)
+    store: Path = Path("store")
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, job: Job) -> Job:
+        self.jobs[job.id] = job
+        return job
+
+    def path(self, job: Job) -> Path:
+        return self.store / f"{job.kind}-{job.key}"
+
+    def order(self) -> list[Job]:
+        """Jobs in dependency order (dependencies always come first)."""
+        seen: dict[str, Job] = {}
+
+        def visit(job: Job) -> None:
+            if job.id in seen:
+                return
+            for d in job.deps:
+                visit(self.jobs[d])
+            seen[job.id] = job
+
+        for job in self.jobs.values():
+            visit(job)
+        return list(seen.values())
+
+
+def content_key(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def parse_methods(text: str) -> list[str]:
+    names = [m for m in list_methods() if m != "retrain"] if text == "all" else [t.strip() for t in text.split(",") if t.strip()]
+    for name in names:
+        get_method(name)  # one-line error listing valid methods
+    return [n for n in names if n != "retrain"]
+
+
+def build_plan(
+    cfg: RunConfig,
+    fingerprint: str,
+    *,
+    methods: list[str],
+    scenarios: list[str],
+    seeds: int,
+    store: Path,
+    hparams: dict[str, dict[str, Any]] | None = None,
+    score_models: int = 0,
+    num_cpus: int = 1,
+    num_gpus: float = 0.0,
+) -> Plan:
+    """Every job of the grid. `score_models` >= 2 adds, for seed 0, that many method/retrain
+    runs with different method seeds on the same original and forget set — the N unlearned
+    and N retrained models that the competition's per-example epsilon score compares."""
+    if seeds < 1:
+        raise UnlearnkitError(f"--seeds must be >= 1, got {seeds}")
+    if not scenarios:
+        raise UnlearnkitError("--forget needs at least one scenario, e.g. random:0.1,class:0")
+    hparams = hparams or {}
+    plan = Plan(store=store, config={"recipe": cfg.recipe(), "fingerprint": fingerprint, "methods": methods,
+                                     "scenarios": scenarios, "seeds": seeds, "score_models": score_models})
+    res = {"num_cpus": num_cpus, "num_gpus": num_gpus}
+    for seed in range(seeds):
+        recipe = {**cfg.recipe(), "seed": seed}
+        original = plan.add(Job(
+            f"original/seed{seed}", "original", content_key({"fingerprint": fingerprint, "recipe": recipe}),
+            {"config": {**cfg.to_dict(), "seed": seed}, "seed": seed}, **res,
+        ))
+        for scenario in scenarios:
+            method_seeds = range(max(score_models, 1)) if seed == 0 else range(1)
+            for mseed in method_seeds:
+                suffix = f"seed{seed}" + (f"-m{mseed}" if mseed else "")
+                ref = _unlearn_job(plan, original, "retrain", scenario, seed, mseed, suffix, {}, res)
+                for method in methods:
+                    job = _unlearn_job(plan, original, method, scenario, seed, mseed, suffix, hparams.get(method, {}), res)
+                    if mseed == 0:
+                        _audit_job(plan, job, ref, original, scenario, method, suffix, res)
+                if mseed == 0:
+                    _audit_job(plan, ref, ref, original, scenario, "retrain", suffix, res)
+    return plan
+
+
+def _unlearn_job(plan: Plan, original: Job, method: str, scenario: str, seed: int, mseed: int, suffix: str,
+                 overrides: dict[str, Any], res: dict[str, Any]) -> Job:
+    hp = {**hparam_defaults(method), **{k.removeprefix("method."): v for k, v in overrides.items()}}
+    kind = "retrain" if method == "retrain" else "method"
+    key = content_key({"parent": original.key, "method": method, "hparams": hp, "forget": scenario, "method_seed": mseed})
+    return plan.add(Job(
+        f"{kind}/{scenario}/{method}/{suffix}", kind, key,
+        {"method": method, "forget": scenario, "hparams": overrides, "seed": seed, "method_seed": mseed,
+         "scenario": scenario},
+        deps=(original.id,), **res,
+    ))
+
+
+def _audit_job(plan: Plan, target: Job, reference: Job, original: Job, scenario: str, method: str, suffix: str,
+               res: dict[str, Any]) -> Job:
+    key = content_key({"target": target.key, "reference": reference.key, "original": original.key})
+    return plan.add(Job(
+        f"audit/{scenario}/{method}/{suffix}", "audit", key,
+        {"method": method, "scenario": scenario, "seed": target.spec["seed"]},
+        deps=(target.id, reference.id, original.id), **res,
+    ))

@@ -1,0 +1,190 @@
+"""`run_bench`: plan -> print plan and estimate -> execute -> leaderboard."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unlearnkit.bench.executors import run_local, run_ray
+from unlearnkit.bench.jobs import SUMMARY
+from unlearnkit.bench.leaderboard import build_rows, write_leaderboard
+from unlearnkit.bench.plan import Plan, build_plan, parse_methods
+from unlearnkit.config import RunConfig
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.runs import atomic_write_json, read_json
+from unlearnkit.training.pipeline import load_data
+
+
+def estimate_original_seconds(cfg: RunConfig, n_train: int, store: Path) -> float:
+    """Seconds for one original training: measured if the store has one, else a rough guess."""
+    for metrics in sorted(store.glob("original-*/metrics.json")):
+        return float(json.loads(metrics.read_text())["train_seconds"])
+    # Measured on 2 CPU cores: ResNet-18 width 64 ~95 img/s, width 16 ~850 img/s; small CNN on digits ~3000.
+    img_s = 3000.0 if cfg.model.name == "small_cnn" else 850.0 * (16 / cfg.model.width) ** 2
+    return cfg.train.epochs * n_train / img_s
+
+
+def describe_plan(plan: Plan, original_seconds: float, store: Path) -> tuple[list[list[Any]], float]:
+    from unlearnkit.bench.jobs import is_done  # noqa: PLC0415
+
+    counts: dict[str, list[int]] = {}
+    todo_cost = 0.0
+    for job in plan.order():
+        done = is_done(job, plan.path(job))
+        c = counts.setdefault(job.kind, [0, 0])
+        c[0] += 1
+        c[1] += int(done)
+        if not done:
+            todo_cost += job.cost * original_seconds
+    rows = [[kind, n, cached, n - cached] for kind, (n, cached) in counts.items()]
+    return rows, todo_cost
+
+
+def run_bench(
+    cfg: RunConfig,
+    out: Path,
+    *,
+    methods: str = "all",
+    forget: str = "random:0.1",
+    seeds: int = 1,
+    executor: str = "local",
+    ray_address: str | None = None,
+    score_models: int = 0,
+    hparams: dict[str, dict[str, Any]] | None = None,
+    dry_run: bool = False,
+    print_table=None,
+) -> dict[str, Any]:
+    """Run (or reuse) every job of the grid and write the leaderboard into `out`."""
+    if executor not in ("local", "ray"):
+        raise UnlearnkitError(f"--executor {executor!r} is not known; use local or ray")
+    if score_models in (1, 2):
+        # With 2 samples per side every algorithm scores F = 0 (see audit/epsilon.py).
+        raise UnlearnkitError(f"--score-models {score_models} is too few: the epsilon score needs at least 3 models per side (or 0 to skip it)")
+    names = parse_methods(methods)
+    scenarios = [s.strip() for s in forget.split(",") if s.strip()]
+    bundle = load_data(cfg)  # validates --data and gives the fingerprint every key depends on
+    from unlearnkit.data.splits import make_split  # noqa: PLC0415
+
+    probe = make_split(bundle, cfg.data.val_fraction, 0)
+    for scenario in scenarios:
+        probe.with_forget(scenario)  # a bad scenario fails now, not after an hour of training
+    store = out / "store"
+    gpus = 1.0 if _cuda() else 0.0
+    cpus = 1 if gpus else max(1, _cpu_count())
+    plan = build_plan(cfg, bundle.fingerprint, methods=names, scenarios=scenarios, seeds=seeds, store=store,
+                      hparams=hparams, score_models=score_models, num_cpus=cpus, num_gpus=gpus)
+    rows, todo = describe_plan(plan, estimate_original_seconds(cfg, len(probe.train_idx), store), store)
+    if print_table:
+        print_table(f"bench plan ({len(plan.jobs)} jobs, about {todo / 60:.1f} min of work left)",
+                    ["job kind", "jobs", "in store", "to run"], rows)
+    if dry_run:
+        return {"plan": rows, "estimated_seconds": todo, "jobs": [j.id for j in plan.order()]}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "plan.json", {**plan.config, "jobs": {j.id: {"kind": j.kind, "key": j.key, "deps": j.deps}
+                                                                  for j in plan.order()}})
+    data = cfg.data.source
+    if executor == "ray":
+        results = run_ray(plan, data=data, address=ray_address, num_cpus=_cpu_count())
+    else:
+        results = run_local(plan, data=data)
+    atomic_write_json(out / "results.json", results)
+    failed = [r for r in results.values() if r["status"] == "failed"]
+    skipped = [r for r in results.values() if r["status"] == "skipped"]
+    table, floors, hists = aggregate(plan, cfg, score_models)
+    header = f"# unlearnkit leaderboard: {cfg.preset}, {len(names)} methods, {seeds} seed(s)"
+    paths = write_leaderboard(out, table, header, floors, hists)
+    return {"results": results, "failed": failed, "skipped": skipped, "leaderboard": paths, "table": table}
+
+
+def _cuda() -> bool:
+    import torch  # noqa: PLC0415
+
+    return torch.cuda.is_available()
+
+
+def _cpu_count() -> int:
+    import os  # noqa: PLC0415
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def summary_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """The leaderboard's numbers from one audit job's summary.json."""
+    s = summary["audit"]["summary"]
+    return {k: s.get(k, math.nan) for k in ("UA", "RA", "TA", "MIA", "avg_gap", "seconds", "time_ratio")}
+
+
+def aggregate(plan: Plan, cfg: RunConfig, score_models: int):
+    per_run = []
+    for job in plan.order():
+        if job.kind != "audit":
+            continue
+        path = plan.path(job) / SUMMARY
+        if not path.is_file():
+            continue
+        per_run.append({"scenario": job.spec["scenario"], "method": job.spec["method"], "seed": job.spec["seed"],
+                        **summary_metrics(read_json(path, "audit summary"))})
+    scores, floors = {}, {}
+    if score_models >= 3:
+        scores, floors = _competition_scores(plan)
+    hists = _confidence_hists(plan)
+    return build_rows(per_run, scores), floors, hists
+
+
+def _runs(plan: Plan, scenario: str, method: str) -> list[str]:
+    kind = "retrain" if method == "retrain" else "method"
+    return [str(plan.path(j)) for j in plan.order()
+            if j.kind == kind and j.spec["seed"] == 0 and j.spec["scenario"] == scenario and j.spec["method"] == method
+            and (plan.path(j) / "metrics.json").is_file()]
+
+
+def _competition_scores(plan: Plan):
+    """Competition score per (scenario, method) from the seed-0 replicas (needs >= 3 per side).
+
+    Retraining is the reference, so it is never scored against itself: its row shows the noise
+    floor instead (retrained vs retrained in two halves, which needs >= 6 retrained runs).
+    """
+    from unlearnkit.audit import forgetting_score  # noqa: PLC0415
+
+    scores, floors = {}, {}
+    for scenario in plan.config["scenarios"]:
+        retrained = _runs(plan, scenario, "retrain")
+        if len(retrained) < 3:
+            continue
+        for method in plan.config["methods"]:
+            unlearned = _runs(plan, scenario, method)
+            if len(unlearned) >= 3:
+                res = forgetting_score(unlearned, retrained)
+                scores[(scenario, method)] = {"score": res["competition_score"], "F": res["F"]}
+                floors[scenario] = {"floor": res["noise_floor"], "n": len(retrained), "note": res["noise_floor_note"]}
+        if scenario in floors and floors[scenario]["floor"] is not None:
+            scores[(scenario, "retrain")] = {"score": floors[scenario]["floor"], "F": floors[scenario]["floor"]}
+    return scores, floors
+
+
+def _confidence_hists(plan: Plan) -> dict[str, dict[str, np.ndarray]]:
+    """True-label confidence on forget and test for seed 0 of the first scenario, per method."""
+    import torch  # noqa: PLC0415
+
+    from unlearnkit.training.loop import predict_logits  # noqa: PLC0415
+    from unlearnkit.training.pipeline import load_run  # noqa: PLC0415
+
+    scenario = plan.config["scenarios"][0]
+    out = {}
+    for method in ["retrain"] + plan.config["methods"]:
+        runs = _runs(plan, scenario, method)
+        if not runs:
+            continue
+        run = load_run(runs[0])
+        model = run.load_model()
+        h = {}
+        for part in ("forget", "test"):
+            data = run.tensors(part)
+            probs = torch.softmax(predict_logits(model, data, run.normalizer, run.runtime), 1)
+            h[part] = probs.gather(1, data.labels.cpu()[:, None]).squeeze(1).numpy()
+        out[method] = h
+    return out

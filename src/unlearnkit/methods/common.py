@@ -1,0 +1,212 @@
+"""Pieces several methods share: their recipe, endless and paired batch streams, wrong labels,
+temperature KL, held-out loss, an early-stop gate and hyperparameter range checks.
+
+Cost vocabulary used in every method's comments and in docs/methods.md: one *pass* is one
+forward+backward over a set; a forward-only pass costs about 1/3 of that. Budgets are stated
+in retain-epoch equivalents (REE) for CIFAR-10 with a 10% random forget set (retain 36k,
+forget 4k, val 10k, batch 256): `retrain` costs 10 REE, an approximate method should cost
+<= 1 REE (10% of retraining) and the cheap ones <= 0.5 REE.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+from dataclasses import replace
+from typing import Callable, Iterable, Iterator, TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unlearnkit.config import TrainConfig
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.methods.base import MethodContext
+from unlearnkit.training.data import Batch, TensorSet, batches, stream_seed
+from unlearnkit.training.loop import epoch_batches
+
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------- recipe and step counts
+
+
+def method_recipe(ctx: MethodContext, *, lr: float, batch_size: int = 0, weight_decay: float = 5e-4,
+                  schedule: str = "cosine", augment: bool = True) -> TrainConfig:
+    """The original run's recipe with the method's optimiser settings.
+
+    `batch_size` 0 means the recipe's own batch size (256 on CIFAR-10, 64 on digits), so one
+    default works on both. Augmentation (crop/flip) stays the recipe's unless `augment` is off.
+    Unlearning runs are short: cosine decay without warm-up, like `finetune`.
+    """
+    return replace(
+        ctx.recipe, lr=lr, batch_size=batch_size or ctx.recipe.batch_size, weight_decay=weight_decay,
+        schedule=schedule, warmup_fraction=0.0,
+        **({} if augment else {"crop_padding": 0, "flip": False}),
+    )
+
+
+def pass_steps(n: int, batch_size: int, passes: float) -> int:
+    """Steps of `batch_size` that see `passes` x `n` samples (fractions allowed); at least one.
+
+    Counted in samples, not in whole batches per pass: a forget set smaller than two
+    batches (tiny datasets) still gets `passes` passes' worth of samples.
+    """
+    return max(1, math.ceil(passes * n / max(1, min(batch_size, n)))) if n else 0
+
+
+# ---------------------------------------------------------------- batch streams
+
+
+def endless_batches(data: TensorSet, cfg: TrainConfig, ctx: MethodContext, tag: str,
+                    relabel: Callable[[TensorSet, int], TensorSet] | None = None) -> Iterator[Batch]:
+    """Shuffled, augmented batches of `data`, pass after pass, for ever.
+
+    Pass k is ordered by `stream_seed(ctx.seed, tag, k)`; `relabel(data, k)` may give pass k
+    new labels (random-label methods draw fresh wrong labels every pass).
+    """
+    for k in itertools.count():
+        yield from epoch_batches(relabel(data, k) if relabel else data, cfg, ctx.normalizer, ctx.runtime, ctx.seed, tag, k)
+
+
+def paired_batches(lead: Iterable[T], other: Iterable[Batch], steps: int) -> Iterator[tuple[T, Batch]]:
+    """`steps` pairs (lead batch, other batch); both streams are endless, so the shorter set cycles."""
+    return itertools.islice(zip(lead, other), steps)
+
+
+def forget_and_retain(ctx: MethodContext, cfg: TrainConfig, passes: float, tag: str,
+                      relabel: Callable[[TensorSet, int], TensorSet] | None = None,
+                      augment_forget: bool = True) -> tuple[Iterator[tuple[Batch, Batch]], int]:
+    """(forget batch, retain batch) pairs for `passes` over the forget set, and the step count.
+
+    The forget set leads (its passes set the cost); retain batches of the same size are
+    drawn from an endless shuffled stream of the retain set alongside. `augment_forget=False`
+    gives the forget samples as they are (methods that measure or push their loss directly).
+    """
+    forget, retain = ctx.data("forget"), ctx.data("retain")
+    steps = pass_steps(len(forget), cfg.batch_size, passes)
+    forget_cfg = cfg if augment_forget else replace(cfg, crop_padding=0, flip=False)
+    stream = paired_batches(endless_batches(forget, forget_cfg, ctx, f"{tag}/forget", relabel),
+                            endless_batches(retain, cfg, ctx, f"{tag}/retain"), steps)
+    return stream, steps
+
+
+def eval_batches(data: TensorSet, ctx: MethodContext, batch_size: int) -> Iterator[Batch]:
+    """Every sample once, in order, unaugmented (statistics such as Fisher importance)."""
+    return batches(data, batch_size, ctx.normalizer, ctx.runtime)
+
+
+def random_subset(data: TensorSet, count: int, seed: int) -> TensorSet:
+    """`count` samples of `data` drawn without replacement by `seed` (all of it if count >= len)."""
+    n = len(data)
+    k = max(1, count)
+    if k >= n:
+        return data
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:k]
+    return data.subset(order.sort().values)
+
+
+# ---------------------------------------------------------------- labels and losses
+
+
+def wrong_labels(labels: torch.Tensor, num_classes: int, seed: int) -> torch.Tensor:
+    """A label for each sample drawn uniformly from the other num_classes - 1 classes (never the true one)."""
+    gen = torch.Generator().manual_seed(seed)
+    shift = torch.randint(1, num_classes, labels.shape, generator=gen)
+    return ((labels.cpu() + shift) % num_classes).to(labels.device)
+
+
+def relabel_wrong(ctx: MethodContext, tag: str) -> Callable[[TensorSet, int], TensorSet]:
+    """`relabel` for `endless_batches`: fresh random wrong labels on every pass, from the method's seed."""
+    return lambda data, k: data.with_labels(wrong_labels(data.labels, ctx.num_classes, stream_seed(ctx.seed, tag, "labels", k)))
+
+
+def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """KL(teacher || student) of the temperature-softened outputs, batch mean, times T^2 (Hinton et al. 2015)."""
+    t = temperature
+    log_p = F.log_softmax(student_logits.float() / t, dim=1)
+    log_q = F.log_softmax(teacher_logits.float() / t, dim=1)
+    return F.kl_div(log_p, log_q, reduction="batchmean", log_target=True) * (t * t)
+
+
+@torch.no_grad()
+def teacher_logits(teacher: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A frozen teacher's logits (eval mode, no graph); call inside the runtime's autocast."""
+    return teacher(x).float()
+
+
+@torch.no_grad()
+def probe_loss(ctx: MethodContext, part: str, batch_size: int, max_samples: int = 2048) -> float:
+    """The original model's mean CE on (a seeded subset of) `part`, measured the way training batches are.
+
+    Like for like with a training loss: unaugmented batches of the training batch size through
+    a *copy* of the original in train mode (BatchNorm on batch statistics; the copy's running
+    statistics are thrown away). Forward-only over at most `max_samples` samples.
+    """
+    data = random_subset(ctx.data(part), max_samples, stream_seed(ctx.seed, "probe", part))
+    probe = copy.deepcopy(ctx.original).train()
+    total, n = 0.0, 0
+    for b in batches(data, batch_size, ctx.normalizer, ctx.runtime, seed=stream_seed(ctx.seed, "probe-order", part)):
+        with ctx.runtime.autocast():
+            logits = probe(b.x).float()
+        total += F.cross_entropy(logits, b.y, reduction="sum").item()
+        n += len(b.y)
+    return total / max(1, n)
+
+
+class StopGate:
+    """Ends a batch stream early once an observed quantity (e.g. the forget CE) reaches `target`.
+
+    The loss function calls `observe(value)` every step; the value is smoothed (exponential
+    moving average from `start`, so one noisy batch does not end the run) and once it reaches
+    `target` the stream wrapped by the gate ends before its next batch.
+    """
+
+    def __init__(self, target: float = math.inf, start: float | None = None, smoothing: float = 0.7) -> None:
+        self.target = target
+        self.smoothing = smoothing
+        self.level = start  # the smoothed value starts here (e.g. the forget CE before any step)
+        self.stopped_at: int | None = None
+        self._steps = 0
+
+    def observe(self, value: float) -> None:
+        self.level = value if self.level is None else self.smoothing * self.level + (1 - self.smoothing) * value
+        if self.level >= self.target and self.stopped_at is None:
+            self.stopped_at = self._steps
+
+    def __call__(self, stream: Iterable[T]) -> Iterator[T]:
+        for item in stream:
+            if self.stopped_at is not None:
+                return
+            self._steps += 1
+            yield item
+
+
+# ---------------------------------------------------------------- hyperparameter checks
+
+
+def check(ok: bool, name: str, value: object, rule: str) -> None:
+    """Raise the one-line user error `method.<name>=<value> must be <rule>` unless `ok`."""
+    if not ok:
+        raise UnlearnkitError(f"method.{name}={value!r} is out of range: it must be {rule}")
+
+
+def check_positive(hp: object, *names: str) -> None:
+    for name in names:
+        value = getattr(hp, name)
+        check(value > 0, name, value, "> 0")
+
+
+def check_unit(hp: object, *names: str, open_low: bool = False) -> None:
+    """Each named field in [0, 1] (or (0, 1] with `open_low`)."""
+    for name in names:
+        value = getattr(hp, name)
+        ok = (0 < value <= 1) if open_low else (0 <= value <= 1)
+        check(ok, name, value, "in (0, 1]" if open_low else "in [0, 1]")
+
+
+def check_nonnegative(hp: object, *names: str) -> None:
+    for name in names:
+        value = getattr(hp, name)
+        check(value >= 0, name, value, ">= 0")

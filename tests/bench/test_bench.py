@@ -1,0 +1,138 @@
+"""The bench's test: the `smoke` grid (embedded digits, every method, 2 seeds), cache reuse,
+failure isolation, and the Ray executor giving the same table as the local one."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+
+from unlearnkit.bench.leaderboard import mean_ci
+from unlearnkit.bench.runner import run_bench
+from unlearnkit.cli.main import main
+from unlearnkit.config import resolve_config
+from unlearnkit.errors import UnlearnkitError
+
+# Digits at a short recipe: the whole grid stays well inside the test budget.
+SMOKE = {"train.epochs": 6}
+
+
+def _cfg():
+    return resolve_config("digits", SMOKE)
+
+
+def _quality(table):
+    """The leaderboard without its timing columns (wall times differ between runs, the rest must not)."""
+    return {s: [{k: v for k, v in r.items() if k not in ("seconds", "time_ratio")} for r in rows] for s, rows in table.items()}
+
+
+@pytest.fixture(scope="module")
+def smoke_bench(tmp_path_factory, cache_dir):
+    out = tmp_path_factory.mktemp("bench") / "smoke"
+    result = run_bench(_cfg(), out, methods="all", forget="random:0.1", seeds=2)
+    return out, result
+
+
+def test_smoke_grid_runs_every_method_and_writes_the_leaderboard(smoke_bench):
+    from unlearnkit.methods import list_methods
+
+    out, result = smoke_bench
+    assert not result["failed"] and not result["skipped"]
+    rows = result["table"]["random:0.1"]
+    assert [r["method"] for r in rows][0] == "retrain"
+    assert {r["method"] for r in rows} == set(list_methods())
+    assert all(r["n"] == 2 for r in rows)
+    retrain = rows[0]
+    assert retrain["avg_gap"][0] == pytest.approx(0.0, abs=1e-9)
+    assert retrain["time_ratio"][0] == pytest.approx(1.0)
+    gaps = [r["avg_gap"][0] for r in rows[1:]]
+    assert gaps == sorted(gaps)  # sorted by average gap to retraining
+    for r in rows:
+        ua, ta = r["UA"][0], r["TA"][0]
+        assert 0 <= ua <= 100 and 0 <= ta <= 100
+        assert not math.isnan(r["UA"][1])  # two seeds give an interval
+    md = (out / "leaderboard.md").read_text()
+    assert "| retrain | 2 |" in md and "±" in md
+    csv_lines = (out / "leaderboard.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("scenario,method,n,UA,UA_ci95") and len(csv_lines) == 1 + len(rows)
+    html = (out / "leaderboard.html").read_text()
+    assert html.count("data:image/png;base64,") == 2
+
+
+def test_second_run_reuses_everything(smoke_bench):
+    out, first = smoke_bench
+    again = run_bench(_cfg(), out, methods="all", forget="random:0.1", seeds=2)
+    assert {r["status"] for r in again["results"].values()} == {"cached"}
+    assert again["table"] == first["table"]
+
+
+def test_interrupted_bench_loses_nothing(smoke_bench, tmp_path):
+    """A kill mid-run leaves some jobs finished and one half-written; rerunning redoes only the rest."""
+    out, first = smoke_bench
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    store = copy / "store"
+    # Simulate the kill: one method run lost its final files, one audit never happened.
+    method_dir = next(p for p in store.iterdir() if p.name.startswith("method-"))
+    (method_dir / "metrics.json").unlink()
+    (method_dir / "model.safetensors").unlink()
+    audit_dir = next(p for p in store.iterdir() if p.name.startswith("audit-"))
+    shutil.rmtree(audit_dir)
+    again = run_bench(_cfg(), copy, methods="all", forget="random:0.1", seeds=2)
+    statuses = [r["status"] for r in again["results"].values()]
+    assert statuses.count("done") >= 2 and statuses.count("cached") >= len(statuses) - 4
+    assert not again["failed"]
+    assert _quality(again["table"]) == _quality(first["table"])  # determinism: the redone jobs give the same numbers
+
+
+def test_failed_job_is_isolated(tmp_path, cache_dir):
+    """A method that fails is reported with its log; independent jobs finish; the CLI exits non-zero."""
+    out = tmp_path / "b"
+    code = main(["bench", "--preset", "digits", "--set", "train.epochs=3", "--methods", "finetune,neggrad",
+                 "--set", "neggrad.lr=1e12", "--out", str(out)])
+    assert code == 1
+    results = json.loads((out / "results.json").read_text())
+    failed = [r for r in results.values() if r["status"] == "failed"]
+    assert [r["id"] for r in failed] == ["method/random:0.1/neggrad/seed0"]
+    assert "diverged" in open(failed[0]["log"]).read()
+    assert results["audit/random:0.1/neggrad/seed0"]["status"] == "skipped"
+    assert results["audit/random:0.1/finetune/seed0"]["status"] == "done"
+
+
+def test_dry_run_plans_without_running(tmp_path, cache_dir, capsys):
+    out = tmp_path / "dry"
+    assert main(["bench", "--preset", "digits", "--methods", "finetune", "--seeds", "2", "--forget", "random:0.1,class:3",
+                 "--dry-run", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "original/seed1" in printed and "audit/class:3/finetune/seed1" in printed
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--methods", "finetune,forgetall"], "unknown method 'forgetall'"),
+    (["--forget", "class:elephant"], "unknown class 'elephant'"),
+    (["--set", "finetune.lrr=1"], "no hyperparameter 'lrr'"),
+    (["--score-models", "2"], "at least 3 models per side"),
+])
+def test_bench_bad_input(tmp_path, cache_dir, capsys, argv, message):
+    out = tmp_path / "bad"
+    assert main(["bench", "--preset", "digits", "--out", str(out), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not out.exists()
+
+
+def test_mean_ci():
+    m, h = mean_ci([1.0, 2.0, 3.0])
+    assert m == 2.0 and h == pytest.approx(4.303 * 1.0 / 3**0.5, rel=1e-3)
+    assert math.isnan(mean_ci([5.0])[1])
+
+
+def test_ray_executor_matches_local(tmp_path, cache_dir):
+    pytest.importorskip("ray")
+    local = run_bench(_cfg(), tmp_path / "local", methods="finetune,ssd", forget="random:0.1", seeds=1)
+    ray_run = run_bench(_cfg(), tmp_path / "ray", methods="finetune,ssd", forget="random:0.1", seeds=1, executor="ray")
+    assert not ray_run["failed"]
+    assert _quality(ray_run["table"]) == _quality(local["table"])
