@@ -101,3 +101,23 @@ def test_console_script_reports_errors_with_exit_status_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "unlearnkit", "train", "--preset", "nope", "--out", str(tmp_path / "x")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.strip() == "error: unknown preset 'nope'; choose one of: digits, cifar10-cpu, cifar10-resnet18 (see `unlearnkit presets`)"
+
+
+def test_a_relative_data_path_is_recorded_absolute_so_later_commands_work_anywhere(capsys, tmp_path, monkeypatch, cache_dir):
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "work" / "imgs"
+    for split, n in (("train", 12), ("test", 4)):
+        for c in ("a", "b"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(np.full((8, 8, 3), 40 * i % 255, np.uint8)).save(root / split / c / f"{i}.png")
+    monkeypatch.chdir(tmp_path / "work")
+    code, _, err = run_cli(capsys, "train", "--data", "imgs", "--out", "run", "--set", "model.width=4", "--set", "train.epochs=1")
+    assert code == 0, err
+    cfg = json.loads((tmp_path / "work" / "run" / "config.json").read_text())
+    assert cfg["data"]["source"] == str(root)
+    monkeypatch.chdir(tmp_path)  # elsewhere: the run still finds its data
+    code, _, err = run_cli(capsys, "forget", "work/run", "--method", "finetune", "--forget", "random:2", "--out", "ft")
+    assert code == 0, err

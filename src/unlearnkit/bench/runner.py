@@ -16,7 +16,7 @@ from unlearnkit.bench.plan import Plan, build_plan, parse_methods
 from unlearnkit.config import RunConfig
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.runs import atomic_write_json, read_json
-from unlearnkit.training.pipeline import load_data
+from unlearnkit.training.pipeline import load_data, with_absolute_paths
 
 
 def estimate_original_seconds(cfg: RunConfig, n_train: int, store: Path) -> float:
@@ -65,6 +65,7 @@ def run_bench(
         # With 2 samples per side every algorithm scores F = 0 (see audit/epsilon.py).
         raise UnlearnkitError(f"--score-models {score_models} is too few: the epsilon score needs at least 3 models per side (or 0 to skip it)")
     names = parse_methods(methods)
+    cfg = with_absolute_paths(cfg)  # jobs (and Ray workers) may run in another working directory
     scenarios = [s.strip() for s in forget.split(",") if s.strip()]
     bundle = load_data(cfg)  # validates --data and gives the fingerprint every key depends on
     from unlearnkit.data.splits import make_split  # noqa: PLC0415

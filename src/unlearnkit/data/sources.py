@@ -325,6 +325,18 @@ _TORCHVISION = {
 }
 
 
+def absolute_source(source: str) -> str:
+    """`source` with its local path made absolute: a run directory records it, and later commands
+    (forget, audit, bench jobs) must find the data from whatever folder they are started in."""
+    if not source or source.strip().lower() == "digits":
+        return source
+    explicit = _parse_torchvision_source(source)
+    if explicit is not None:
+        kind, root = explicit
+        return f"{kind}:{root.resolve()}"
+    return str(Path(source).expanduser().resolve())
+
+
 def _parse_torchvision_source(source: str) -> tuple[str, Path] | None:
     match = re.fullmatch(r"(cifar10|cifar100):(.+)", source.strip(), flags=re.IGNORECASE)
     if match is None:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from unlearnkit.config import RunConfig, validate
-from unlearnkit.data import DatasetBundle, Split, load_dataset, make_split, split_from_manifest
+from unlearnkit.data import DatasetBundle, Split, absolute_source, load_dataset, make_split, split_from_manifest
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.models import create_model
 from unlearnkit.runs import CHECKPOINT_FILE, MODEL_FILE, RunDir, environment, load_weights, prepare_out_dir, save_model
@@ -107,10 +107,19 @@ class TrainResult:
     history: list[dict]
 
 
+def with_absolute_paths(cfg: RunConfig) -> RunConfig:
+    """A copy of `cfg` whose dataset and labels paths are absolute (what config.json records)."""
+    cfg = RunConfig.from_dict(cfg.to_dict())
+    cfg.data.source = absolute_source(cfg.data.source)
+    if cfg.data.labels_csv:
+        cfg.data.labels_csv = str(Path(cfg.data.labels_csv).expanduser().resolve())
+    return cfg
+
+
 def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, wandb: bool = False) -> TrainResult:
     """Train the original model of `cfg` into the run directory `out` (resumable after a kill)."""
     t_start = time.perf_counter()
-    validate(cfg)
+    cfg = with_absolute_paths(validate(cfg))
     run = prepare_out_dir(Path(out), resume=resume, recipe=cfg.recipe())
     if resume and run.finished:
         raise UnlearnkitError(f"--resume: run {run.path} is already finished; nothing to do")
