@@ -283,6 +283,18 @@ def _forward(model: _Model, parts: Sequence[str], seed: int, subsample: dict[str
         model.n_full[part] = n
 
 
+def model_outputs(run: str | Path, parts: Sequence[str] = ("forget", "test")) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{part: (logits, labels)}`` of a finished run on whole parts of its own split.
+
+    Goes through the audit's logit cache, so after an audit (or a bench) it costs no forward pass.
+    """
+    from unlearnkit.training.pipeline import load_run  # noqa: PLC0415
+
+    m = _Model("unlearned", load_run(run))
+    _forward(m, parts, seed=0)
+    return {part: (m.logits[part], m.labels[part]) for part in parts}
+
+
 # --------------------------------------------------------------------------- metrics per model
 
 

@@ -167,10 +167,11 @@ def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, wandb: bool 
         val_key=val_key,
     )
     train_seconds = sum(r["seconds"] for r in history)
+    loop_seconds = time.perf_counter() - t0
     final = evaluate_parts(model, (split, normalizer, runtime), ("train", "val", "test"), cfg.train.eval_batch_size)
     metrics = {
         "train_seconds": round(train_seconds, 2),  # the epochs only, summed over every session of a resumed run
-        "loop_seconds_this_session": round(time.perf_counter() - t0, 2),  # epochs + per-epoch validation
+        "loop_seconds_this_session": round(loop_seconds, 2),  # epochs + per-epoch validation
         # this process, end to end: data (cache) load, split, training, final evaluation (what a budget is)
         "wall_seconds_this_session": round(time.perf_counter() - t_start, 2),
         **final,
