@@ -136,3 +136,18 @@ def test_ray_executor_matches_local(tmp_path, cache_dir):
     ray_run = run_bench(_cfg(), tmp_path / "ray", methods="finetune,ssd", forget="random:0.1", seeds=1, executor="ray")
     assert not ray_run["failed"]
     assert _quality(ray_run["table"]) == _quality(local["table"])
+
+
+def test_precision_is_part_of_every_stored_model_key(tmp_path):
+    from unlearnkit.bench.plan import build_plan
+
+    def keys(precision):
+        cfg = resolve_config("digits", {"runtime.precision": precision})
+        plan = build_plan(cfg, "fp", methods=["finetune"], scenarios=["random:0.1"], seeds=1, store=tmp_path)
+        return {j.id: j.key for j in plan.order()}
+
+    fp32, bf16 = keys("fp32"), keys("bf16")
+    assert fp32.keys() == bf16.keys()
+    # the original differs, and through it every job that descends from it
+    assert all(fp32[k] != bf16[k] for k in fp32)
+    assert keys("fp32") == fp32  # and the key is stable

@@ -103,7 +103,8 @@ def build_plan(
                                      "scenarios": scenarios, "seeds": seeds, "score_models": score_models})
     res = {"num_cpus": num_cpus, "num_gpus": num_gpus}
     for seed in range(seeds):
-        recipe = {**cfg.recipe(), "seed": seed}
+        # bf16 and fp32 train different weights, though the recipe (what --resume checks) leaves precision out.
+        recipe = {**cfg.recipe(), "seed": seed, "precision": cfg.runtime.precision}
         original = plan.add(Job(
             f"original/seed{seed}", "original", content_key({"fingerprint": fingerprint, "recipe": recipe}),
             {"config": {**cfg.to_dict(), "seed": seed}, "seed": seed}, **res,
