@@ -34,6 +34,7 @@ def _digits_hparams(method: str, spec: str) -> dict:
     return {}
 
 
+LR_AGGRESSIVE = 0.5  # scrub's cap test: large enough that uncapped max-steps break the digits CNN
 RETAIN_DROP = 15.0  # retain accuracy may fall at most this many points below the original's (every method)
 FORGET_TOL = 1.0  # forget accuracy may rise at most this many points above the original's
 CASES = [(m, "random:0.1") for m in list_methods()] + [(m, "class:3") for m in list_methods() if m != "retrain"]
@@ -128,6 +129,28 @@ def test_ssd_only_dampens(digits, results, spec):
     # Buffers (BatchNorm running statistics) are not touched.
     for name, b in out.named_buffers():
         assert torch.equal(b, dict(model.named_buffers())[name])
+
+
+def test_distill_kl_per_sample_averages_to_the_batch_value():
+    from unlearnkit.methods.common import distill_kl  # noqa: PLC0415
+
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(16, 10, generator=g), torch.randn(16, 10, generator=g)
+    per = distill_kl(s, t, 4.0, per_sample=True)
+    assert per.shape == (16,) and (per >= 0).all()
+    assert per.mean().item() == pytest.approx(distill_kl(s, t, 4.0).item(), rel=1e-5)
+
+
+def test_scrub_kl_cap_keeps_aggressive_max_steps_from_wrecking_the_model(digits):
+    # Max-steps only (no repairing min-only epoch), on a whole class, at a large learning rate:
+    # the setting where SCRUB's unbounded KL collapsed cifar10-cpu. The cap must keep retain
+    # accuracy where the uncapped run loses it.
+    run, _ = digits
+    hp = {"epochs": 1, "max_epochs": 1, "retain_fraction": 0.05, "lr": LR_AGGRESSIVE}
+    split, wild = _unlearn(digits, "scrub", "class:3", kl_cap=0.0, **hp)
+    _, capped = _unlearn(digits, "scrub", "class:3", kl_cap=1.0, **hp)
+    wild_acc, capped_acc = _acc(run, split, wild), _acc(run, split, capped)
+    assert capped_acc["retain_acc"] >= wild_acc["retain_acc"] + 10, (wild_acc, capped_acc)
 
 
 def test_gan_divergence_is_a_clear_error_and_the_original_stays(digits, original_state):

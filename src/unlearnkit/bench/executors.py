@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from unlearnkit.bench.jobs import run_job
+from unlearnkit.bench.jobs import is_done, run_job
 from unlearnkit.bench.plan import Job, Plan
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.training.loop import progress
@@ -25,19 +25,51 @@ def _log(plan: Plan, job: Job) -> Path:
     return plan.store.parent / "logs" / (job.id.replace("/", "__").replace(":", "-") + ".log")
 
 
+class _BenchBar:
+    """Progress over the jobs left to run, weighted by each job's estimated cost.
+
+    Jobs differ ~100x in cost (a training run vs. an audit) and cached ones cost nothing, so a
+    bar counting jobs would give a meaningless ETA; weighting by cost makes tqdm's rate-based
+    ETA track the real remaining time. The postfix says which job runs and how many are done.
+    """
+
+    def __init__(self, plan: Plan, desc: str):
+        self.todo = [j for j in plan.jobs.values() if not is_done(j, plan.path(j))]
+        self.total_jobs, self.done_jobs = len(self.todo), 0
+        self.bar = progress(None, sum(j.cost for j in self.todo), desc, leave=True,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]")
+        self._show("")
+
+    def _show(self, current: str) -> None:
+        self.bar.set_postfix_str(f"{self.done_jobs}/{self.total_jobs} jobs{', ' + current if current else ''}")
+
+    def start(self, job: Job) -> None:
+        self._show(job.id)
+
+    def finish(self, job: Job, result: dict[str, Any]) -> None:
+        if result["status"] != "cached":
+            self.done_jobs += 1
+            self.bar.update(job.cost)
+        self._show("")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def run_local(plan: Plan, data: str | None = None, on_result: Report | None = None) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
-    order = plan.order()
-    bar = progress(order, len(order), "bench", leave=True)
-    for job in bar:
-        bar.set_postfix_str(job.id, refresh=True)
+    bar = _BenchBar(plan, "bench")
+    for job in plan.order():
+        bar.start(job)
         failed = [d for d in job.deps if results[d]["status"] in ("failed", "skipped")]
         if failed:
             results[job.id] = {"id": job.id, "status": "skipped", "seconds": 0.0, "log": None, "because": failed[0]}
         else:
             results[job.id] = run_job(job, plan.path(job), _dep_paths(plan, job), _log(plan, job), data)
+        bar.finish(job, results[job.id])
         if on_result:
             on_result(results[job.id])
+    bar.close()
     return results
 
 
@@ -74,12 +106,12 @@ def run_ray(plan: Plan, data: str | None = None, address: str | None = None, num
             )
         results: dict[str, dict[str, Any]] = {}
         pending = {ref: jid for jid, ref in refs.items()}
-        bar = progress(None, len(pending), "bench (ray)", leave=True)
+        bar = _BenchBar(plan, "bench (ray)")
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             jid = pending.pop(done[0])
             results[jid] = ray.get(done[0])
-            bar.update(1)
+            bar.finish(plan.jobs[jid], results[jid])
             if on_result:
                 on_result(results[jid])
         bar.close()

@@ -123,11 +123,15 @@ def relabel_wrong(ctx: MethodContext, tag: str) -> Callable[[TensorSet, int], Te
     return lambda data, k: data.with_labels(wrong_labels(data.labels, ctx.num_classes, stream_seed(ctx.seed, tag, "labels", k)))
 
 
-def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """KL(teacher || student) of the temperature-softened outputs, batch mean, times T^2 (Hinton et al. 2015)."""
+def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0,
+               per_sample: bool = False) -> torch.Tensor:
+    """KL(teacher || student) of the temperature-softened outputs, times T^2 (Hinton et al. 2015):
+    the batch mean, or one value per sample with `per_sample`."""
     t = temperature
     log_p = F.log_softmax(student_logits.float() / t, dim=1)
     log_q = F.log_softmax(teacher_logits.float() / t, dim=1)
+    if per_sample:
+        return F.kl_div(log_p, log_q, reduction="none", log_target=True).sum(1) * (t * t)
     return F.kl_div(log_p, log_q, reduction="batchmean", log_target=True) * (t * t)
 
 
