@@ -34,9 +34,9 @@ class _BenchBar:
     """
 
     def __init__(self, plan: Plan, desc: str):
-        self.todo = [j for j in plan.jobs.values() if not is_done(j, plan.path(j))]
-        self.total_jobs, self.done_jobs = len(self.todo), 0
-        self.bar = progress(None, sum(j.cost for j in self.todo), desc, leave=True,
+        todo = [j for j in plan.jobs.values() if not is_done(j, plan.path(j))]
+        self.total_jobs, self.done_jobs = len(todo), 0
+        self.bar = progress(None, sum(j.cost for j in todo), desc, leave=True,
                             bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]")
         self._show("")
 
