@@ -19,6 +19,7 @@ from torch import nn
 from unlearnkit.config import TrainConfig, coerce
 from unlearnkit.data.splits import Split
 from unlearnkit.errors import UnlearnkitError
+from unlearnkit.params import check_fields, check_search_space
 from unlearnkit.training.data import Normalizer, TensorSet
 from unlearnkit.training.runtime import Runtime
 
@@ -62,10 +63,19 @@ class Method:
     summary: ClassVar[str]  # one line for `unlearnkit methods`
     paper: ClassVar[str]  # where the algorithm and the default hyperparameters come from
     exact: ClassVar[bool] = False  # True only for retraining from scratch
-    Hparams: ClassVar[type]  # a dataclass; every field has a default
+    Hparams: ClassVar[type]  # a dataclass; every field has a default, declared with `unlearnkit.params.param`
 
     def run(self, model: nn.Module, ctx: MethodContext, hp) -> nn.Module:
         raise NotImplementedError
+
+    def cost(self, hp, sizes: dict[str, int], recipe: TrainConfig) -> float | None:
+        """Estimated cost in retain-epoch equivalents (REE: one forward+backward pass over retain).
+
+        `sizes` holds the sample counts of `retain`, `forget` and `val`. The tuner keeps an
+        approximate method's search inside its budget (a share of the recipe's `epochs` REE that
+        retraining costs) with this estimate; None means unknown (no budget is enforced).
+        """
+        return None
 
 
 _METHODS: dict[str, type[Method]] = {}
@@ -76,6 +86,7 @@ def register_method(cls: type[Method]) -> type[Method]:
         raise ValueError(f"method {cls.name!r} is registered twice")
     if not dataclasses.is_dataclass(cls.Hparams):
         raise TypeError(f"{cls.__name__}.Hparams must be a dataclass")
+    check_search_space(cls.Hparams, f"method {cls.name!r}")  # a declaration error, caught at import
     _METHODS[cls.name] = cls
     return cls
 
@@ -109,6 +120,9 @@ def make_hparams(name: str, values: dict[str, object] | None = None):
                 f"method {name!r} has no hyperparameter {short!r}; valid: {', '.join(hints)} (see `unlearnkit methods {name}`)"
             )
         setattr(hp, short, coerce(value, hints[short], f"method.{short}"))
+    # Ranges come from each field's one declaration (`param(...)`); `validate` adds the
+    # cross-field rules a single range cannot express.
+    check_fields(hp, "method.")
     check = getattr(hp, "validate", None)
     if check is not None:
         check()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from unlearnkit.methods.base import Method, MethodContext, register_method
+from unlearnkit.params import param
 from unlearnkit.training.data import steps_per_epoch
 from unlearnkit.training.loop import Trainer, cross_entropy_loss, epoch_batches, run_epoch
 from unlearnkit.config import TrainConfig
@@ -14,10 +15,10 @@ from unlearnkit.config import TrainConfig
 class FinetuneHparams:
     # Golatkar et al. / Jia et al. use 10 epochs at lr 0.01-0.1 on CIFAR-10; one epoch keeps the
     # cost near 10% of retraining a 10-epoch recipe, which is the budget this tool targets.
-    epochs: int = 1
-    lr: float = 0.02
-    batch_size: int = 256
-    weight_decay: float = 5e-4
+    epochs: int = param(1, ge=1, search=(1, 3), doc="passes over the retain set")
+    lr: float = param(0.02, gt=0, search=(1e-3, 0.2), log=True)
+    batch_size: int = param(256, ge=1)
+    weight_decay: float = param(5e-4, ge=0, search=(1e-5, 5e-3), log=True)
 
 
 @register_method
@@ -28,6 +29,9 @@ class Finetune(Method):
     summary = "Continue training on retain only (FT)."
     paper = "Warnecke et al. 2023; Jia et al., NeurIPS 2023 (FT baseline)"
     Hparams = FinetuneHparams
+
+    def cost(self, hp: FinetuneHparams, sizes, recipe) -> float:
+        return float(hp.epochs)  # one forward+backward over retain per epoch
 
     def run(self, model, ctx: MethodContext, hp: FinetuneHparams):
         retain = ctx.data("retain")

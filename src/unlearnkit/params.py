@@ -1,0 +1,161 @@
+"""One declaration per setting: its default, its valid range and (optionally) its search range.
+
+A hyperparameter or config field is declared once, next to its default:
+
+    lr: float = param(0.02, gt=0, search=(1e-4, 0.1), log=True)
+    epochs: int = param(1, ge=1, search=(1, 5))
+    schedule: str = param("cosine", choices=("cosine", "onecycle"))
+    use_mask: bool = param(True, search=[True, False])
+
+The same declaration serves three readers, so they can never disagree:
+- `check_fields` range-checks a filled-in dataclass before any output exists (finite, sign,
+  bounds, choices) with a one-line error naming the setting;
+- `search_space` hands the tuner (`unlearnkit tune`, Optuna) the ranges to sample;
+- `describe` prints the rule in `unlearnkit methods NAME` and the docs.
+
+`search` is a pair ``(low, high)`` for a numeric range (with `log` for a log-uniform one) or a
+list of values for a categorical choice; a field without `search` is fixed during tuning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from unlearnkit.errors import UnlearnkitError
+
+_META_KEY = "unlearnkit.param"
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    ge: float | None = None  # value >= ge
+    gt: float | None = None  # value > gt
+    le: float | None = None  # value <= le
+    lt: float | None = None  # value < lt
+    choices: tuple | None = None  # the value must be one of these
+    search: tuple | list | None = None  # (low, high) numeric range, or a list of categorical values
+    log: bool = False  # sample the numeric search range log-uniformly
+    doc: str = ""
+
+    # ------------------------------------------------------------------ validity
+
+    def violation(self, value: Any) -> str | None:
+        """The rule `value` breaks (e.g. "> 0"), or None when it is valid."""
+        if self.choices is not None:
+            return None if value in self.choices else f"one of {', '.join(map(str, self.choices))}"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        if isinstance(value, float) and not math.isfinite(value):
+            return "a finite number"
+        rule = self.rule()
+        ok = ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+              and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+        return None if ok else rule
+
+    def rule(self) -> str:
+        """The valid range in words: "> 0", "in [0, 1]", "in (0, 1)", "any finite number"."""
+        if self.choices is not None:
+            return f"one of {', '.join(map(str, self.choices))}"
+        low = (f"[{_fmt(self.ge)}" if self.ge is not None else f"({_fmt(self.gt)}" if self.gt is not None else None)
+        high = (f"{_fmt(self.le)}]" if self.le is not None else f"{_fmt(self.lt)})" if self.lt is not None else None)
+        if low and high:
+            return f"in {low}, {high}"
+        if low:
+            return (">= " if low[0] == "[" else "> ") + low[1:]
+        if high:
+            return ("<= " if high[-1] == "]" else "< ") + high[:-1]
+        return "any finite number"
+
+    # ------------------------------------------------------------------ search
+
+    @property
+    def tunable(self) -> bool:
+        return self.search is not None
+
+    def search_description(self) -> str:
+        if self.search is None:
+            return "fixed"
+        if isinstance(self.search, list):
+            return "{" + ", ".join(map(str, self.search)) + "}"
+        low, high = self.search
+        return f"[{_fmt(low)}, {_fmt(high)}]" + (" log" if self.log else "")
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def param(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+          lt: float | None = None, choices: Sequence | None = None, search: tuple | list | None = None,
+          log: bool = False, doc: str = "") -> Any:
+    """A dataclass field carrying its valid range and search range (see the module docstring)."""
+    spec = ParamSpec(ge, gt, le, lt, tuple(choices) if choices is not None else None,
+                     list(search) if isinstance(search, list) else (tuple(search) if search is not None else None),
+                     log, doc)
+    if isinstance(spec.search, tuple) and len(spec.search) != 2:
+        raise TypeError(f"search must be (low, high) or a list of values, got {search!r}")
+    return field(default=default, metadata={_META_KEY: spec})
+
+
+def spec_of(f: dataclasses.Field) -> ParamSpec:
+    """A field's declaration; undeclared fields get the empty spec (still checked for finiteness)."""
+    return f.metadata.get(_META_KEY, ParamSpec())
+
+
+def specs(cls_or_obj: Any) -> dict[str, ParamSpec]:
+    return {f.name: spec_of(f) for f in dataclasses.fields(cls_or_obj)}
+
+
+def check_fields(obj: Any, prefix: str = "") -> None:
+    """Raise a one-line error for the first field of `obj` (a dataclass) outside its declared range.
+
+    Nested dataclasses are checked recursively, their keys written `section.key`. NaN and
+    infinities are never valid (a comparison with NaN is always false, so `x < 0` checks pass it).
+    """
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            check_fields(value, key + ".")
+            continue
+        broken = spec_of(f).violation(value)
+        if broken is not None:
+            raise UnlearnkitError(f"{key}={value!r} is out of range: it must be {broken}")
+
+
+def search_space(cls_or_obj: Any) -> dict[str, ParamSpec]:
+    """The tunable fields (those declared with `search`), in declaration order."""
+    return {name: s for name, s in specs(cls_or_obj).items() if s.tunable}
+
+
+def check_search_space(cls_or_obj: Any, owner: str) -> None:
+    """Every search range must lie inside its valid range (and log ranges above zero): a
+    declaration error caught by the registry tests, not at tuning time."""
+    for name, s in search_space(cls_or_obj).items():
+        values = s.search if isinstance(s.search, list) else list(s.search)
+        for v in values:
+            broken = s.violation(v)
+            if broken is not None:
+                raise TypeError(f"{owner}.{name}: search value {v!r} is outside its valid range ({broken})")
+        if isinstance(s.search, tuple):
+            low, high = s.search
+            if not low < high:
+                raise TypeError(f"{owner}.{name}: search range needs low < high, got {s.search}")
+            if s.log and low <= 0:
+                raise TypeError(f"{owner}.{name}: a log search range must be > 0, got {s.search}")
+
+
+def describe(cls_or_obj: Any) -> list[dict[str, Any]]:
+    """One row per field: name, default, valid range, search range, doc — for tables and docs."""
+    defaults = cls_or_obj if not isinstance(cls_or_obj, type) else None
+    rows = []
+    for f in dataclasses.fields(cls_or_obj):
+        s = spec_of(f)
+        default = getattr(defaults, f.name) if defaults is not None else (
+            f.default if f.default is not dataclasses.MISSING else f.default_factory())  # type: ignore[misc]
+        rows.append({"name": f.name, "default": default, "valid": s.rule(), "search": s.search_description(),
+                     "doc": s.doc})
+    return rows

@@ -1,0 +1,53 @@
+"""The one declaration of a setting: valid range, search range, and their checks."""
+
+from dataclasses import dataclass
+
+import pytest
+
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.params import check_fields, check_search_space, describe, param, search_space
+
+
+@dataclass
+class Example:
+    lr: float = param(0.1, gt=0, search=(1e-3, 1.0), log=True)
+    frac: float = param(0.5, ge=0, le=1)
+    steps: int = param(3, ge=1, search=(1, 10))
+    mode: str = param("a", choices=("a", "b"), search=["a", "b"])
+    free: float = 1.0
+
+
+@pytest.mark.parametrize(("field", "value", "rule"), [
+    ("lr", 0.0, "> 0"), ("lr", -1.0, "> 0"), ("lr", float("nan"), "finite"), ("lr", float("inf"), "finite"),
+    ("frac", 1.5, r"in \[0, 1\]"), ("steps", 0, ">= 1"), ("mode", "c", "one of a, b"), ("free", float("nan"), "finite"),
+])
+def test_out_of_range_values_name_the_setting_and_rule(field, value, rule):
+    ex = Example()
+    setattr(ex, field, value)
+    with pytest.raises(UnlearnkitError, match=rf"^m\.{field}=.* is out of range: it must be .*{rule}"):
+        check_fields(ex, "m.")
+
+
+def test_valid_values_pass_and_search_space_lists_only_tunable_fields():
+    check_fields(Example(lr=1e-5, frac=1.0, steps=100, mode="b"))
+    space = search_space(Example)
+    assert list(space) == ["lr", "steps", "mode"]
+    assert space["lr"].log and space["lr"].search == (1e-3, 1.0)
+    assert space["mode"].search == ["a", "b"]
+    rows = {r["name"]: r for r in describe(Example)}
+    assert rows["frac"]["valid"] == "in [0, 1]" and rows["frac"]["search"] == "fixed"
+    assert rows["lr"]["search"] == "[0.001, 1] log"
+
+
+@pytest.mark.parametrize("bad", [
+    dict(default=0.1, gt=0, search=(0.0, 1.0)),  # search reaches an invalid value
+    dict(default=0.1, gt=0, search=(1.0, 0.5)),  # low >= high
+    dict(default=0.1, search=(-1.0, 1.0), log=True),  # log range through zero
+])
+def test_declaration_errors_are_caught(bad):
+    @dataclass
+    class Broken:
+        x: float = param(**bad)
+
+    with pytest.raises(TypeError):
+        check_search_space(Broken, "Broken")
