@@ -154,6 +154,24 @@ def test_svhn_label_out_of_range_and_missing_file(tmp_path):
     one_line_error(r"does not exist: point svhn:ROOT .*download=True", f"svhn:{tmp_path / 'nowhere'}", use_cache=False)
 
 
+def test_svhn_download_goes_through_torchvision(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    calls = []
+
+    class FakeSVHN:  # stands in for torchvision's downloader (no internet here): writes the real format
+        def __init__(self, root, split="train", download=False):
+            calls.append((split, download))
+            write_svhn(Path(root))
+
+    monkeypatch.setattr(torchvision.datasets, "SVHN", FakeSVHN)
+    bundle = load_dataset(f"svhn:{tmp_path / 'new'}", download=True, use_cache=False)
+    assert calls == [("train", True), ("test", True)] and len(bundle.test) == 12
+    calls.clear()
+    load_dataset(f"svhn:{tmp_path / 'new'}", download=True, use_cache=False)
+    assert calls == []  # files present: nothing to fetch
+
+
 # --------------------------------------------------------------------------- Tiny-ImageNet
 
 
@@ -247,3 +265,16 @@ def test_explicit_folder_kind_and_path_errors(tmp_path):
     with pytest.raises(UnlearnkitError) as info:
         load_dataset(f"tinyimagenet:{tmp_path / 'nowhere'}", download=True)
     assert "download=True" not in str(info.value)  # Tiny-ImageNet has no torchvision downloader: don't offer one
+
+
+def test_folder_kind_reads_a_tree_like_a_bare_path(tmp_path):
+    for split, n in (("train", 3), ("test", 1)):
+        for cls in ("a", "b"):
+            folder = tmp_path / "tree" / split / cls
+            folder.mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(np.full((3, 3), 40 * i, dtype=np.uint8)).save(folder / f"{i}.png")
+    explicit = load_dataset(f"folder:{tmp_path / 'tree'}", use_cache=False)
+    bare = load_dataset(str(tmp_path / "tree"), use_cache=False)
+    assert explicit.fingerprint == bare.fingerprint and explicit.classes == ("a", "b") and len(explicit.train) == 6
+    one_line_error(r"data path .*nothing does not exist: point folder:ROOT", f"folder:{tmp_path / 'nothing'}")

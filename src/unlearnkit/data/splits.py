@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from unlearnkit.data.sources import DatasetBundle, LabeledImages
 from unlearnkit.errors import UnlearnkitError
@@ -84,6 +83,8 @@ class Split:
 
 def make_split(bundle: DatasetBundle, val_fraction: float = 0.2, seed: int = 0) -> Split:
     """Stratified members/validation split of the training pool, fixed by `seed`."""
+    from sklearn.model_selection import train_test_split  # lazy: importing sklearn costs seconds, a split needs it once
+
     _check_seed(seed)
     n = len(bundle.train.labels)
     positions = np.arange(n)

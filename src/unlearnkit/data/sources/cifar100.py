@@ -70,8 +70,8 @@ def _labels(entry: object, key: str, n: int, n_classes: int, path: Path) -> np.n
     raw = _field(entry, key, path)
     try:
         labels = np.asarray(raw, dtype=np.int64).reshape(-1)
-    except (TypeError, ValueError):
-        labels = np.empty(0, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        labels = np.empty(0, dtype=np.int64)  # reported below, with the rest of what is wrong
     if labels.shape != (n,) or (n and (labels.min() < 0 or labels.max() >= n_classes)):
         raise UnlearnkitError(
             f"{_PRETTY} file {path} has {key!r} that are not {n} labels in 0..{n_classes - 1}: the file is corrupted; download it again"

@@ -102,7 +102,7 @@ def load_dataset(
         root = None
     if not cls.takes_labels_csv:
         reject_labels_csv(labels_csv, source)
-    store = Store(_cache.resolve_cache_dir(cache_dir)) if use_cache and cls.takes_path else None
+    store = Store(_cache.resolve_cache_dir(cache_dir)) if use_cache else None
     request = SourceRequest(source, argument, root, labels_csv, download, test_fraction, store)
     if cls in registered_sources().values():
         return check_bundle(cls().load(request), source)
