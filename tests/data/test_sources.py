@@ -18,9 +18,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import unlearnkit.data.sources as sources
+import unlearnkit.data.sources.decode as decode
 from unlearnkit.data.sources import DatasetBundle, LabeledImages, load_dataset
 from unlearnkit.errors import UnlearnkitError
+
+from data_formats import write_cifar100
 
 CLASSES = ("bird", "cat", "dog")
 CIFAR_ARCHIVE = Path(__file__).resolve().parents[2].parent / "shared/datasets/cifar10-jpeg.tar.gz"
@@ -109,19 +111,6 @@ def make_fake_cifar10(root: Path, per_batch: int = 4, n_test: int = 5) -> dict[s
     return data
 
 
-def make_fake_cifar100(root: Path, n_train: int = 6, n_test: int = 3) -> None:
-    base = root / "cifar-100-python"
-    base.mkdir(parents=True)
-    rng = np.random.default_rng(8)
-    for name, n in (("train", n_train), ("test", n_test)):
-        flat = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
-        labels = [int(x) for x in rng.integers(0, 100, size=n)]
-        with open(base / name, "wb") as f:
-            pickle.dump({"data": flat, "fine_labels": labels, "coarse_labels": [0] * n}, f)
-    with open(base / "meta", "wb") as f:
-        pickle.dump({"fine_label_names": [f"fine{i}" for i in range(100)]}, f)
-
-
 @pytest.fixture
 def no_md5(monkeypatch):
     """torchvision checks the real CIFAR md5s; the fake files cannot match them."""
@@ -206,13 +195,18 @@ def test_fake_cifar10_root(tmp_path, no_md5, cache_dir, form):
     assert bundle.train.labels[4:8].tolist() == labels
 
 
-def test_fake_cifar100_root(tmp_path, no_md5, cache_dir):
-    make_fake_cifar100(tmp_path / "c100")
-    for source in (f"CIFAR100:{tmp_path / 'c100'}", str(tmp_path / "c100")):
+def test_fake_cifar100_root(tmp_path, cache_dir):
+    written = write_cifar100(tmp_path / "c100", n_train=110, n_test=100)
+    for source in (f"CIFAR100:{tmp_path / 'c100'}", str(tmp_path / "c100"), str(tmp_path / "c100" / "cifar-100-python")):
         bundle = load_dataset(source, cache_dir=cache_dir)
         assert bundle.name == "cifar100" and len(bundle.classes) == 100 and bundle.classes[3] == "fine3"
-        assert len(bundle.train) == 6 and len(bundle.test) == 3
+        assert len(bundle.train) == 110 and len(bundle.test) == 100
         assert_well_typed(bundle.test, 3, (32, 32))
+        data, fine = written["train"]
+        np.testing.assert_array_equal(bundle.train.images, data.reshape(-1, 3, 32, 32))
+        assert bundle.train.labels.tolist() == fine  # the fine labels are the labels
+        assert bundle.superclasses == tuple(f"coarse{i}" for i in range(20))
+        assert bundle.superclass_of == tuple(i % 20 for i in range(100))
 
 
 def test_fake_cifar10_cache_hit_skips_torchvision(tmp_path, no_md5, cache_dir, monkeypatch):
@@ -330,9 +324,9 @@ def test_tree_without_test_folder_carves_a_test_split(tmp_path):
 def test_parallel_decode_matches_serial(tmp_path, monkeypatch):
     make_tree(tmp_path / "pets", n_train=6, n_test=3)
     serial = load_dataset(str(tmp_path / "pets"), use_cache=False)
-    monkeypatch.setattr(sources, "_PARALLEL_MIN_IMAGES", 1)
-    monkeypatch.setattr(sources, "_MAX_DECODE_WORKERS", 2)
-    if sources._decode_workers(100) < 2:
+    monkeypatch.setattr(decode, "_PARALLEL_MIN_IMAGES", 1)
+    monkeypatch.setattr(decode, "_MAX_DECODE_WORKERS", 2)
+    if decode._decode_workers(100) < 2:
         pytest.skip("parallel decoding needs Linux and two CPUs")
     assert_same(serial, load_dataset(str(tmp_path / "pets"), use_cache=False))
     # A bad file found by a worker process still reaches the caller as a one-line UnlearnkitError.
@@ -399,7 +393,7 @@ def test_cache_hit_does_not_decode(tmp_path, cache_dir, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("a cache hit must not decode images")
 
-    monkeypatch.setattr(sources, "_decode_image", boom)
+    monkeypatch.setattr(decode, "decode_image", boom)
     second = load_dataset(str(archive), cache_dir=cache_dir)
     assert_same(first, second)
     assert second.source == str(archive)

@@ -19,7 +19,7 @@ import re
 import tempfile
 import warnings
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +61,7 @@ def tree_digest(root: str | os.PathLike, files: Iterable[str | os.PathLike] | No
     """
     base = Path(root)
     if files is None:
-        paths = [Path(d) / name for d, _, names in os.walk(base) for name in names]
+        paths = [Path(d) / name for d, _, names in walk_tree(base) for name in names]
     else:
         paths = [base / f for f in files]
     rows = []
@@ -70,6 +70,29 @@ def tree_digest(root: str | os.PathLike, files: Iterable[str | os.PathLike] | No
         rows.append((p.relative_to(base).as_posix(), st.st_size, st.st_mtime_ns))
     rows.sort()
     return hashlib.sha256(json.dumps(rows).encode("utf-8")).hexdigest()
+
+
+def walk_tree(root: str | os.PathLike) -> Iterator[tuple[str, list[str], list[str]]]:
+    """`os.walk` that follows symlinked folders, without looping.
+
+    A dataset's class folders are often links to where the images really live; plain os.walk
+    would silently drop them. A link back to a folder already on the current path (a loop) is
+    skipped. Like os.walk (top-down), the caller may prune the yielded `dirnames` in place.
+    """
+    # The real paths of the folders on the way down to each folder: a child whose real path is among
+    # them would walk forever. (A set of all folders seen would also drop two links to one folder.)
+    chain: dict[str, frozenset[str]] = {}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        here = chain.pop(dirpath, None) or frozenset({os.path.realpath(dirpath)})
+        keep = []
+        for d in dirnames:
+            child = os.path.join(dirpath, d)
+            real = os.path.realpath(child)
+            if real not in here:
+                keep.append(d)
+                chain[child] = here | {real}
+        dirnames[:] = keep
+        yield dirpath, dirnames, filenames  # (folders the caller prunes leave a small, harmless chain entry)
 
 
 def make_key(parts: Mapping[str, object]) -> str:

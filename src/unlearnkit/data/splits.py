@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import numbers
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from unlearnkit.data.sources import DatasetBundle, LabeledImages
 from unlearnkit.errors import UnlearnkitError
@@ -53,6 +54,13 @@ class Split:
         pool = self.bundle.train
         return LabeledImages(pool.images[idx], pool.labels[idx], pool.ids[idx])
 
+    def superclass_labels(self, name: str) -> np.ndarray:
+        """The super-class (CIFAR-100 coarse) label of each sample of a part, for evaluating sub-class
+        forgetting on the coarse task; a one-line error for a dataset without super-classes."""
+        if not self.bundle.superclasses:
+            raise UnlearnkitError(f"dataset {self.bundle.name!r} has no super-classes; coarse labels exist only for sources such as cifar100")
+        return np.asarray(self.bundle.superclass_of, dtype=np.int64)[self.part(name).labels]
+
     def with_forget(self, spec: str) -> "Split":
         return replace(self, forget_idx=select_forget(self, spec), forget_spec=spec)
 
@@ -66,11 +74,18 @@ class Split:
             "train": ids[np.sort(self.train_idx)].tolist(),
             "val": ids[np.sort(self.val_idx)].tolist(),
             "forget": ids[np.sort(self.forget_idx)].tolist(),
+            # Only for datasets with super-classes (so every other split.json is as before): the audit
+            # can score sub-class forgetting on the coarse labels from the run directory alone.
+            **({"superclasses": {"names": list(self.bundle.superclasses), "of_class": list(self.bundle.superclass_of)}}
+               if self.bundle.superclasses else {}),
         }
 
 
 def make_split(bundle: DatasetBundle, val_fraction: float = 0.2, seed: int = 0) -> Split:
     """Stratified members/validation split of the training pool, fixed by `seed`."""
+    from sklearn.model_selection import train_test_split  # lazy: importing sklearn costs seconds, a split needs it once
+
+    _check_seed(seed)
     n = len(bundle.train.labels)
     positions = np.arange(n)
     labels = bundle.train.labels
@@ -80,6 +95,13 @@ def make_split(bundle: DatasetBundle, val_fraction: float = 0.2, seed: int = 0) 
     except ValueError as exc:
         raise UnlearnkitError(f"cannot hold out data.val_fraction={val_fraction} of {n} training samples: {exc}") from None
     return Split(bundle, np.sort(train_idx), np.sort(val_idx), np.empty(0, dtype=np.int64), seed)
+
+
+def _check_seed(seed: object) -> None:
+    # The split's random_state (sklearn/numpy) takes 0 .. 2**32 - 1; anything else would surface as a
+    # confusing message about val_fraction, or (negative) not at all in the forget draws.
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
+        raise UnlearnkitError(f"seed must be a whole number from 0 to {2**32 - 1}, got {seed!r}: pass e.g. --seed 0")
 
 
 def split_from_manifest(bundle: DatasetBundle, manifest: dict, where: str = "split manifest") -> Split:
@@ -101,19 +123,14 @@ def _positions_by_id(bundle: DatasetBundle) -> dict[str, int]:
 def select_forget(split: Split, spec: str) -> np.ndarray:
     """Positions (in bundle.train) that a forget spec selects; always a proper, non-empty subset of train.
 
-    Specs: `random:<count>` or `random:<fraction>`, `class:<name|index>[,...]`, `ids:<file>`.
+    Specs (`FORGET_SPECS`): `random:<count>` or `random:<fraction>`, `class:<name|index>[,...][:<fraction>]`,
+    `subclass:<fine class>[,...][:<fraction>]` (datasets with super-classes), `ids:<file>`.
     """
     kind, _, arg = spec.partition(":")
-    if kind == "random":
-        chosen = _random(split, arg, spec)
-    elif kind == "class":
-        chosen = _classes(split, arg, spec)
-    elif kind == "ids":
-        chosen = _ids(split, arg)
-    else:
-        raise UnlearnkitError(
-            f"forget spec {spec!r} is not understood; use random:<count|fraction>, class:<name|index>[,...] or ids:<file>"
-        )
+    if kind not in FORGET_SPECS:
+        syntax = ", ".join(usage for _, usage in FORGET_SPECS.values())
+        raise UnlearnkitError(f"forget spec {spec!r} is not understood; use one of: {syntax}")
+    chosen = FORGET_SPECS[kind][0](split, arg, spec)
     if len(chosen) == 0:
         raise UnlearnkitError(f"forget spec {spec!r} selects no training sample; choose a non-empty forget set")
     if len(chosen) >= len(split.train_idx):
@@ -121,6 +138,12 @@ def select_forget(split: Split, spec: str) -> np.ndarray:
             f"forget spec {spec!r} selects the whole training set ({len(chosen)} samples); nothing would remain to retain"
         )
     return np.sort(chosen).astype(np.int64)
+
+
+def _spec_rng(split: Split, spec: str) -> np.random.Generator:
+    # Each forget draw has its own stream: the same spec + seed always picks the same samples.
+    seed = int.from_bytes(hashlib.sha256(f"{split.seed}/{spec}".encode()).digest()[:4], "little")
+    return np.random.default_rng(seed)
 
 
 def _random(split: Split, arg: str, spec: str) -> np.ndarray:
@@ -134,15 +157,14 @@ def _random(split: Split, arg: str, spec: str) -> np.ndarray:
         raise UnlearnkitError(f"forget spec {spec!r}: random needs a whole count or a fraction in (0, 1), e.g. random:128 or random:0.1")
     if count >= n:
         raise UnlearnkitError(f"forget spec {spec!r} asks for {count} samples but the training split has {n}; choose fewer")
-    # The forget draw has its own stream: the same spec + seed always picks the same samples.
-    seed = int.from_bytes(hashlib.sha256(f"{split.seed}/{spec}".encode()).digest()[:4], "little")
-    rng = np.random.default_rng(seed)
-    return rng.choice(split.train_idx, size=count, replace=False)
+    return _spec_rng(split, spec).choice(split.train_idx, size=count, replace=False)
 
 
 def _classes(split: Split, arg: str, spec: str) -> np.ndarray:
+    """Every member of the named classes, or with `:<fraction>` that share of each class (seeded)."""
+    names, fraction = _class_fraction(arg, spec)
     wanted = []
-    for token in [t.strip() for t in arg.split(",") if t.strip()]:
+    for token in [t.strip() for t in names.split(",") if t.strip()]:
         if token in split.classes:
             wanted.append(split.classes.index(token))
         elif token.isdigit() and int(token) < split.num_classes:
@@ -152,10 +174,52 @@ def _classes(split: Split, arg: str, spec: str) -> np.ndarray:
                 f"forget spec {spec!r}: unknown class {token!r}; classes are: {', '.join(split.classes)}"
             )
     labels = split.bundle.train.labels[split.train_idx]
-    return split.train_idx[np.isin(labels, wanted)]
+    if fraction is None:
+        return split.train_idx[np.isin(labels, wanted)]
+    rng = _spec_rng(split, spec)
+    chosen = []
+    for label in sorted(set(wanted)):
+        members = split.train_idx[labels == label]
+        # At least one per class: "class:cat:0.01" of a small class still forgets something of it.
+        count = min(len(members), max(1, round(fraction * len(members)))) if len(members) else 0
+        chosen.append(rng.choice(members, size=count, replace=False))
+    return np.concatenate(chosen) if chosen else np.empty(0, dtype=np.int64)
 
 
-def _ids(split: Split, path_text: str) -> np.ndarray:
+def _class_fraction(arg: str, spec: str) -> tuple[str, float | None]:
+    """("cat,dog", 0.5) from "cat,dog:0.5"; (arg, None) without a fraction."""
+    names, sep, tail = arg.rpartition(":")
+    if not sep:
+        return arg, None
+    try:
+        fraction = float(tail)
+    except ValueError:
+        fraction = -1.0
+    if not 0 < fraction <= 1:
+        kind = spec.partition(":")[0]
+        raise UnlearnkitError(
+            f"forget spec {spec!r}: the part after the last ':' must be a fraction in (0, 1] of each class, "
+            f"e.g. {kind}:{names or 'NAME'}:0.5"
+        )
+    return names, fraction
+
+
+def _subclasses(split: Split, arg: str, spec: str) -> np.ndarray:
+    """Sub-class forgetting (as the SUPREME benchmark): forget fine classes of a dataset with super-classes.
+
+    The selection is that of `class:`; what differs is the scenario. Retain keeps the other fine
+    classes of the same super-class, so the super-class itself must stay recognisable, and the
+    audit can score the model on the coarse labels (`Split.superclass_labels`, split.json).
+    """
+    if not split.bundle.superclasses:
+        raise UnlearnkitError(
+            f"forget spec {spec!r} needs a dataset with super-classes (e.g. cifar100:ROOT), but {split.bundle.name!r} "
+            f"has none; use class:<name> to forget a class"
+        )
+    return _classes(split, arg, spec)
+
+
+def _ids(split: Split, path_text: str, spec: str) -> np.ndarray:
     path = Path(path_text)
     if not path.is_file():
         raise UnlearnkitError(f"forget id file {path} does not exist; give ids:<file> with one sample id per line or an `id` CSV column")
@@ -182,7 +246,14 @@ def _ids(split: Split, path_text: str) -> np.ndarray:
 
 def read_id_file(path: Path) -> list[str]:
     """One id per line, or a CSV with an `id` column (the seed's trainLabels.csv works as is)."""
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UnlearnkitError(
+            f"forget id file {path} is not UTF-8 text (byte {exc.start} cannot be decoded): save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise UnlearnkitError(f"cannot read forget id file {path} ({exc.strerror or exc}): check its permissions") from None
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if path.suffix.lower() == ".csv":
         rows = list(csv.DictReader(lines))
@@ -190,3 +261,12 @@ def read_id_file(path: Path) -> list[str]:
             raise UnlearnkitError(f"forget id file {path} has no `id` column; add a header line with `id`")
         return [str(r["id"]).strip() for r in rows]
     return [ln.strip() for ln in lines]
+
+
+# Forget-spec kind -> (selector(split, argument, spec), syntax shown in errors). The order is the order of the help.
+FORGET_SPECS: dict[str, tuple[Callable[[Split, str, str], np.ndarray], str]] = {
+    "random": (_random, "random:<count|fraction>"),
+    "class": (_classes, "class:<name|index>[,...][:<fraction>]"),
+    "subclass": (_subclasses, "subclass:<fine class>[,...][:<fraction>]"),
+    "ids": (_ids, "ids:<file>"),
+}
