@@ -9,8 +9,9 @@ packages under the `unlearnkit.models` entry point are imported on first use (pl
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from typing import Callable
+from typing import Callable, Iterator
 
 from torch import nn
 
@@ -32,6 +33,16 @@ def register_model(name: str):
         return builder
 
     return wrap
+
+
+@contextlib.contextmanager
+def temporary_model(name: str, builder: Callable[..., nn.Module]) -> Iterator[str]:
+    """Register `builder` under `name` for the duration of a `with` block (the plain API's in-memory models)."""
+    register_model(name)(builder)
+    try:
+        yield name
+    finally:
+        _MODELS.pop(name, None)
 
 
 def register_resolver(prefix: str, resolve: Callable[[str], Callable[..., nn.Module]]) -> None:
