@@ -330,6 +330,7 @@ def import_run(
         "imported": {
             "weights": str(weights.resolve()), "sha256": file_digest(weights), "arch": arch, "members": members,
             "recipe": declared, "normalizer": norm_source,
+            "input_shape": list(bundle.train.images.shape[1:]),  # fed at the dataset's own size (C, H, W)
         },
         "dataset": {"name": bundle.name, "source": str(bundle.source), "fingerprint": bundle.fingerprint,
                     "classes": list(bundle.classes)},

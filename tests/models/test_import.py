@@ -94,6 +94,9 @@ def test_seed_checkpoint_import_forget_scrub_audit(capsys, tmp_path, tiny_tree, 
     code, out, err = run_cli(capsys, "forget", run_dir, "--method", "retrain", "--forget", "random:6", "--out", tmp_path / "rt")
     assert_one_line_error(code, err, r"imported without its training recipe.*--recipe PRESET")
     assert not (tmp_path / "rt").exists()
+    code, out, err = run_cli(capsys, "refs", "build", run_dir, "--k", "2")  # reference models need the recipe too
+    assert_one_line_error(code, err, r"imported without its training recipe")
+    assert not (run_dir / "refs").exists()
 
 
 def test_recipe_declared_enables_retrain_and_wrappers_are_unwrapped(capsys, tmp_path, tiny_tree, seed_checkpoint):
@@ -139,7 +142,6 @@ def test_members_all_has_no_non_members_and_audit_refuses(capsys, tmp_path, tiny
 def test_member_ids_file(capsys, tmp_path, tiny_tree, seed_checkpoint):
     weights, _ = seed_checkpoint
     ids = tmp_path / "members.txt"
-    run_all = load_run  # noqa: F841
     from unlearnkit.data import load_dataset
 
     pool = load_dataset(str(tiny_tree)).train.ids

@@ -29,12 +29,18 @@ def _import_args(p: argparse.ArgumentParser) -> None:
 @command("import", "Make a run directory from a checkpoint trained elsewhere, so forget, audit and compare work on it.")
 @with_arguments(_import_args)
 def import_cmd(args: argparse.Namespace) -> int:
-    from unlearnkit.cli.commands import _parse_sets  # noqa: PLC0415
+    from unlearnkit.errors import UnlearnkitError  # noqa: PLC0415
     from unlearnkit.importer import import_run  # noqa: PLC0415
 
+    overrides = {}
+    for item in args.overrides:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise UnlearnkitError(f"--set {item!r} is not KEY=VALUE; write e.g. --set train.epochs=10")
+        overrides[key.strip()] = value.strip()
     result = import_run(args.weights, args.arch, args.data, args.members, args.out, labels_csv=args.labels,
                         width=args.width, mean=args.mean, std=args.std, normalize=args.normalize, recipe=args.recipe,
-                        overrides=_parse_sets(args.overrides))
+                        overrides=overrides)
     print_mapping(f"imported {args.weights} as {args.arch}", result.metrics)
     if result.non_members == 0:
         console.print("note: no non-members (every training sample is a member): `unlearnkit audit` will refuse; "
