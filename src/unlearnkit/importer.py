@@ -258,9 +258,9 @@ def _config(arch: str, data: str, labels_csv: str | None, recipe: str | None, ov
             )
         set_path(cfg, key, value)
     cfg.data.source, cfg.data.labels_csv, cfg.model.name = data, labels_csv, arch
-    declared = recipe if recipe is not None else (
-        "--set " + " ".join(f"{k}={v}" for k, v in overrides.items() if k.startswith("train.")) if any(k.startswith("train.") for k in overrides) else None
-    )
+    train_sets = [f"{k}={v}" for k, v in overrides.items() if k.startswith("train.")]
+    # What the user declared as the training recipe (None: no exact retrain, see require_recipe).
+    declared = " ".join(filter(None, [recipe, "--set " + " ".join(train_sets) if train_sets else None])) or None
     return validate(cfg), declared
 
 
