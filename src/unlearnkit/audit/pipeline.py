@@ -163,7 +163,10 @@ class _Model:
 def _open_target(run: str | Path, data: str | None):
     from unlearnkit.training.pipeline import load_run  # noqa: PLC0415
 
+    from unlearnkit.importer import require_non_members  # noqa: PLC0415
+
     loaded = load_run(run, data=data)
+    require_non_members(loaded.split, f"run {loaded.dir.path}")
     if len(loaded.split.forget_idx) == 0:
         raise UnlearnkitError(
             f"run {loaded.dir.path} has no forget set (it is an {loaded.info.get('kind', 'original')} run): audit an "

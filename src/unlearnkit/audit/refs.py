@@ -213,6 +213,9 @@ def build_refs(run: str | Path, k: int, out: str | Path | None = None, *, seed: 
             f"is IN exactly half of them), got {k}"
         )
     loaded = load_run(run, data=data)
+    from unlearnkit.importer import require_recipe  # noqa: PLC0415
+
+    require_recipe(loaded.info, f"run {loaded.dir.path}")  # reference models are trained with the run's recipe
     out = Path(out) if out is not None else loaded.dir.path / "refs"
     if out.exists() and not out.is_dir():
         raise UnlearnkitError(f"--out {out} exists and is not a directory; choose another --out")

@@ -112,6 +112,10 @@ def forget_run(
     cls = get_method(method)
     hp = make_hparams(method, hparams)
     original_run = load_run(run_path, data=data)
+    if cls.exact:
+        from unlearnkit.importer import require_recipe  # noqa: PLC0415
+
+        require_recipe(original_run.info, f"run {original_run.dir.path}")
     split = original_run.split.with_forget(forget)
     out = Path(out)
     if out.resolve() == original_run.dir.path.resolve():

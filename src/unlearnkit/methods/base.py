@@ -20,6 +20,7 @@ from unlearnkit.config import TrainConfig, coerce
 from unlearnkit.data.splits import Split
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.params import check_fields, check_search_space
+from unlearnkit.plugins import METHODS_GROUP, load_plugin, plugin_names
 from unlearnkit.training.data import Normalizer, TensorSet
 from unlearnkit.training.runtime import Runtime
 
@@ -92,11 +93,12 @@ def register_method(cls: type[Method]) -> type[Method]:
 
 
 def list_methods() -> list[str]:
-    return list(_METHODS)
+    # Installed plugins (entry point group unlearnkit.methods) follow the built-in methods.
+    return list(_METHODS) + [n for n in plugin_names(METHODS_GROUP) if n not in _METHODS]
 
 
 def get_method(name: str) -> type[Method]:
-    if name not in _METHODS:
+    if name not in _METHODS and not load_plugin(METHODS_GROUP, name, _METHODS, register_method):
         raise UnlearnkitError(f"unknown method {name!r}; choose one of: {', '.join(_METHODS)} (see `unlearnkit methods`)")
     return _METHODS[name]
 

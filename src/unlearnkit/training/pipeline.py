@@ -25,7 +25,14 @@ from unlearnkit.training.loop import evaluate, fit
 from unlearnkit.training.runtime import Runtime
 
 
+# In-memory datasets by their `memory:` source name: the plain API (unlearnkit.simple) registers the
+# sets it was given for the duration of one audit, whose run directories name them as their data.
+MEMORY_DATASETS: dict[str, DatasetBundle] = {}
+
+
 def load_data(cfg: RunConfig) -> DatasetBundle:
+    if cfg.data.source in MEMORY_DATASETS:
+        return MEMORY_DATASETS[cfg.data.source]
     if not cfg.data.source:
         raise UnlearnkitError(
             f"preset {cfg.preset!r} needs a dataset: pass --data PATH (e.g. ../shared/datasets/cifar10-jpeg.tar.gz)"
