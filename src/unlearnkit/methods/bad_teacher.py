@@ -7,10 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from unlearnkit.methods.base import Method, MethodContext, register_method
-from unlearnkit.methods.common import (
-    check_nonnegative, check_positive, check_unit, distill_kl, method_recipe, random_subset,
-    teacher_logits,
-)
+from unlearnkit.methods.common import FORWARD, distill_kl, method_recipe, random_subset, teacher_logits
+from unlearnkit.params import param
 from unlearnkit.training.data import TensorSet, steps_per_epoch, stream_seed
 from unlearnkit.training.loop import Trainer, epoch_batches, run_epoch
 
@@ -23,17 +21,12 @@ class BadTeacherHparams:
     # for the teachers' forward passes). Adapted: the shared SGD (Nesterov) trainer instead
     # of Adam, with lr 0.01 (SGD needs a ~100x larger lr than Adam for a comparable step),
     # and a batch-mean KL instead of the element-mean of `F.kl_div`'s old default.
-    retain_fraction: float = 0.3  # share of the retain set mixed with the forget set
-    epochs: int = 1  # passes over (forget + retain subset)
-    temperature: float = 1.0  # KL temperature
-    lr: float = 0.01
-    batch_size: int = 0  # 0 = the original recipe's batch size
-    weight_decay: float = 5e-4
-
-    def validate(self) -> None:
-        check_unit(self, "retain_fraction", open_low=True)
-        check_positive(self, "epochs", "temperature", "lr")
-        check_nonnegative(self, "batch_size", "weight_decay")
+    retain_fraction: float = param(0.3, gt=0, le=1, search=(0.1, 0.6), doc="share of the retain set mixed with the forget set")
+    epochs: int = param(1, ge=1, search=(1, 2), doc="passes over (forget + retain subset)")
+    temperature: float = param(1.0, gt=0, search=(0.5, 8.0), log=True, doc="KL temperature")
+    lr: float = param(0.01, gt=0, search=(1e-4, 0.05), log=True)
+    batch_size: int = param(0, ge=0, doc="0 = the original recipe's batch size")
+    weight_decay: float = param(5e-4, ge=0)
 
 
 @register_method
@@ -50,6 +43,11 @@ class BadTeacher(Method):
     summary = "KL-distil the original on retain, a random network on forget (bad teaching)."
     paper = "Chundawat et al., AAAI 2023 (Can Bad Teaching Induce Forgetting?)"
     Hparams = BadTeacherHparams
+
+    def cost(self, hp: BadTeacherHparams, sizes, recipe) -> float:
+        # Every sample of (forget + retain subset): a student pass and one teacher forward.
+        samples = sizes["forget"] + round(hp.retain_fraction * sizes["retain"])
+        return hp.epochs * (1 + FORWARD) * samples / sizes["retain"]
 
     def run(self, model, ctx: MethodContext, hp: BadTeacherHparams):
         forget, retain = ctx.data("forget"), ctx.data("retain")

@@ -1,5 +1,5 @@
 """Pieces several methods share: their recipe, endless and paired batch streams, wrong labels,
-temperature KL, held-out loss, an early-stop gate and hyperparameter range checks.
+temperature KL, held-out loss, an early-stop gate and the cost-estimate helpers.
 
 Cost vocabulary used in every method's comments and in docs/methods.md: one *pass* is one
 forward+backward over a set; a forward-only pass costs about 1/3 of that. Budgets are stated
@@ -17,12 +17,12 @@ import math
 from dataclasses import replace
 from typing import Callable, Iterable, Iterator, TypeVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from unlearnkit.config import TrainConfig
-from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods.base import MethodContext
 from unlearnkit.training.data import Batch, TensorSet, batches, stream_seed
 from unlearnkit.training.loop import epoch_batches
@@ -111,6 +111,19 @@ def random_subset(data: TensorSet, count: int, seed: int) -> TensorSet:
 # ---------------------------------------------------------------- labels and losses
 
 
+def forgotten_classes(ctx: MethodContext) -> list[int]:
+    """Classes the forget set covers whole (every training member of the class is in it): a class request.
+
+    Methods whose target is "behave as on held-out data" must treat these differently: held-out
+    samples of a forgotten class are still recognised by the original, so they are the wrong target.
+    """
+    split = ctx.split
+    labels = split.bundle.train.labels
+    forget = np.bincount(labels[split.forget_idx], minlength=ctx.num_classes)
+    members = np.bincount(labels[split.train_idx], minlength=ctx.num_classes)
+    return [c for c in range(ctx.num_classes) if forget[c] and forget[c] == members[c]]
+
+
 def wrong_labels(labels: torch.Tensor, num_classes: int, seed: int) -> torch.Tensor:
     """A label for each sample drawn uniformly from the other num_classes - 1 classes (never the true one)."""
     gen = torch.Generator().manual_seed(seed)
@@ -188,30 +201,16 @@ class StopGate:
             yield item
 
 
-# ---------------------------------------------------------------- hyperparameter checks
+# ---------------------------------------------------------------- cost estimates (REE)
+
+FORWARD = 1 / 3  # a forward-only pass costs about a third of a forward+backward one
 
 
-def check(ok: bool, name: str, value: object, rule: str) -> None:
-    """Raise the one-line user error `method.<name>=<value> must be <rule>` unless `ok`."""
-    if not ok:
-        raise UnlearnkitError(f"method.{name}={value!r} is out of range: it must be {rule}")
+def pass_samples(n: int, batch_size: int, passes: float) -> int:
+    """Samples that `pass_steps` batches of `batch_size` actually draw (what a cost estimate counts)."""
+    return pass_steps(n, batch_size, passes) * min(batch_size, n) if n else 0
 
 
-def check_positive(hp: object, *names: str) -> None:
-    for name in names:
-        value = getattr(hp, name)
-        check(value > 0, name, value, "> 0")
-
-
-def check_unit(hp: object, *names: str, open_low: bool = False) -> None:
-    """Each named field in [0, 1] (or (0, 1] with `open_low`)."""
-    for name in names:
-        value = getattr(hp, name)
-        ok = (0 < value <= 1) if open_low else (0 <= value <= 1)
-        check(ok, name, value, "in (0, 1]" if open_low else "in [0, 1]")
-
-
-def check_nonnegative(hp: object, *names: str) -> None:
-    for name in names:
-        value = getattr(hp, name)
-        check(value >= 0, name, value, ">= 0")
+def eval_batch_count(n: int, batch_size: int) -> int:
+    """Batches of `eval_batches` over n samples (the last one partial): a progress bar's total."""
+    return math.ceil(n / batch_size) if n else 0

@@ -3,6 +3,10 @@
 The classifier plays the generator of a WGAN-GP whose critic sees exactly what a membership
 attack sees: per-sample output-probability features. "Real" = the original model's features
 on held-out non-members (`val`); "fake" = the current model's features on forget samples.
+When the forget set covers whole classes, held-out samples of those classes are the wrong
+target (the original still recognises them): for a forgotten class the "real" features are
+the original's held-out outputs on the *remaining* classes with the forgotten classes'
+probability removed and renormalised — what a model that never saw those classes outputs.
 """
 
 from __future__ import annotations
@@ -15,15 +19,17 @@ from torch import nn
 
 from unlearnkit.methods.base import Method, MethodContext, register_method
 from unlearnkit.methods.common import (
-    check_nonnegative, check_positive, distill_kl, eval_batches, forget_and_retain, method_recipe, random_subset,
-    teacher_logits,
+    FORWARD, distill_kl, eval_batches, forget_and_retain, forgotten_classes, method_recipe, pass_samples,
+    random_subset, teacher_logits,
 )
+from unlearnkit.methods.dualoptim import OptimizerParams, SplitLoss, make_trainer
+from unlearnkit.params import param
 from unlearnkit.training.data import TensorSet, stream_seed
-from unlearnkit.training.loop import DivergedError, Trainer, run_epoch
+from unlearnkit.training.loop import DivergedError, run_epoch
 
 
 @dataclass
-class GanHparams:
+class GanHparams(OptimizerParams):
     # Critic and its optimiser follow WGAN-GP (Gulrajani et al. 2017): n_critic 5, gradient
     # penalty 10, Adam betas (0.5, 0.9); their lr 1e-4 is raised to 1e-3 because the whole run
     # has only a few hundred critic steps (a 2x64 MLP on 12-dim features: negligible cost).
@@ -32,23 +38,22 @@ class GanHparams:
     # at most 5000 val samples) + one forward over forget for the critic warm-up: ~0.6 REE.
     # The seed project's GAN lost 21.5 test points: here the retain CE + distillation anchor
     # the classifier and the adversarial weight is moderate.
-    forget_passes: float = 2.0  # passes over the forget set, each batch paired with a retain batch
-    lr: float = 0.002  # classifier (generator) SGD lr
-    adv_weight: float = 0.3  # weight of -D(fake features) in the classifier loss
-    kd_weight: float = 1.0  # weight of KL(original || model) on the retain batch (besides its CE)
-    n_critic: int = 5  # critic steps per classifier step
-    critic_warmup: int = 200  # critic steps before the first classifier step
-    critic_lr: float = 1e-3
-    critic_hidden: int = 64  # width of the critic's two hidden layers
-    gp_weight: float = 10.0  # gradient-penalty weight (lambda in WGAN-GP)
-    real_samples: int = 5000  # held-out samples whose original-model features are "real" (cost cap)
-    batch_size: int = 0  # 0 = the original recipe's batch size (forget and retain)
-    weight_decay: float = 5e-4
+    # n_critic >= 1: with 0 the critic never learns and the push follows an untrained network.
+    forget_passes: float = param(2.0, gt=0, search=(1.0, 4.0), doc="passes over forget, each batch paired with a retain batch")
+    lr: float = param(0.002, gt=0, search=(1e-4, 0.02), log=True, doc="classifier (generator) SGD lr")
+    adv_weight: float = param(0.3, ge=0, search=(0.03, 3.0), log=True, doc="weight of -D(fake features) in the classifier loss")
+    kd_weight: float = param(1.0, ge=0, search=(0.1, 10.0), log=True, doc="weight of KL(original || model) on the retain batch")
+    n_critic: int = param(5, ge=1, doc="critic steps per classifier step (WGAN-GP)")
+    critic_warmup: int = param(200, ge=0, doc="critic steps before the first classifier step")
+    critic_lr: float = param(1e-3, gt=0, search=(1e-4, 1e-2), log=True)
+    critic_hidden: int = param(64, ge=1, doc="width of the critic's two hidden layers")
+    gp_weight: float = param(10.0, ge=0, doc="gradient-penalty weight (lambda in WGAN-GP)")
+    real_samples: int = param(5000, ge=1, doc="held-out samples whose original-model features are real (cost cap)")
+    batch_size: int = param(0, ge=0, doc="0 = the original recipe's batch size (forget and retain)")
+    weight_decay: float = param(5e-4, ge=0)
 
-    def validate(self) -> None:
-        check_positive(self, "forget_passes", "lr", "critic_lr", "critic_hidden", "real_samples")
-        check_nonnegative(self, "adv_weight", "kd_weight", "n_critic", "critic_warmup", "gp_weight",
-                          "batch_size", "weight_decay")
+
+CE_CAP = 9.21  # -log(1e-4): the CE feature is capped so a class-removed target (probability 0) stays finite
 
 
 def attack_features(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -56,17 +61,25 @@ def attack_features(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     log_p = F.log_softmax(logits.float(), dim=1)
     p = log_p.exp()
     log_py = log_p.gather(1, labels[:, None])
-    return torch.cat([p.sort(dim=1, descending=True).values, log_py.exp(), -log_py], dim=1)
+    return torch.cat([p.sort(dim=1, descending=True).values, log_py.exp(), (-log_py).clamp(max=CE_CAP)], dim=1)
 
 
 @torch.no_grad()
-def _features(model: nn.Module, data: TensorSet, ctx: MethodContext) -> torch.Tensor:
+def _features(model: nn.Module, data: TensorSet, ctx: MethodContext, removed: list[int] | None = None) -> torch.Tensor:
+    """Attack features of `model` on `data` (eval mode). With `removed` classes: their logits are
+    dropped (probability removed, the rest renormalised) and the features are taken against
+    the first removed class as the label — a model that never saw it gives that class nothing."""
     was_training = model.training
     model.eval()
     out = []
     for b in eval_batches(data, ctx, 1024):
         with ctx.runtime.autocast():
-            out.append(attack_features(model(b.x), b.y))
+            logits = model(b.x).float()
+        labels = b.y
+        if removed:
+            logits[:, removed] = float("-inf")
+            labels = torch.full_like(b.y, removed[0])
+        out.append(attack_features(logits, labels))
     model.train(was_training)
     return torch.cat(out)
 
@@ -75,7 +88,7 @@ class Critic:
     """The WGAN-GP critic on attack features, with its own Adam optimiser and seeded sampling."""
 
     def __init__(self, dim: int, hidden: int, lr: float, gp_weight: float, real: torch.Tensor, real_labels: torch.Tensor,
-                 seed: int):
+                 seed: int, removed: torch.Tensor | None = None, forgotten: list[int] | None = None):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed % 2**63)
             net = nn.Sequential(nn.Linear(dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden),
@@ -93,14 +106,23 @@ class Critic:
         self.counts = counts
         self.offsets = torch.cumsum(counts, 0) - counts
         self.gen = torch.Generator().manual_seed(seed % 2**63)
+        # Class forgetting: fake samples of a forgotten class are matched with the class-removed pool.
+        self.removed = removed
+        self.forgotten = torch.tensor(forgotten or [], dtype=torch.long)
 
     def real_batch(self, labels: torch.Tensor) -> torch.Tensor:
-        """One real feature per fake sample, of the same class (any class where val has none of it)."""
+        """One real feature per fake sample: same class (any class where val has none of it), or
+        from the class-removed pool for a forgotten class."""
         y = labels.cpu().clamp_max(len(self.counts) - 1)
         u = torch.rand(len(y), generator=self.gen)
         have = self.counts[y] > 0
         pos = torch.where(have, self.offsets[y] + (u * self.counts[y]).long(), (u * len(self.order)).long())
-        return self.real[self.order[pos].to(self.real.device)]
+        real = self.real[self.order[pos].to(self.real.device)]
+        if self.removed is None:
+            return real
+        gone = torch.isin(y, self.forgotten)
+        pick = (u * len(self.removed)).long()
+        return torch.where(gone.to(real.device)[:, None], self.removed[pick.to(real.device)], real)
 
     def __call__(self, features: torch.Tensor) -> torch.Tensor:
         with torch.autocast(features.device.type, enabled=False):  # a tiny MLP: keep it in fp32
@@ -139,6 +161,7 @@ class Gan(Method):
     penalty on interpolated features. The classifier (generator) then minimises
     adv_weight * -D(fake) + CE(retain) + kd_weight * KL(original || model on retain):
     its forget outputs drift toward held-out ones while retain behaviour stays anchored.
+    For a class request the target of the forgotten classes is the class-removed one (module docstring).
     A NaN/inf in either loss raises DivergedError (the API reports it; the original is untouched).
     """
 
@@ -147,11 +170,23 @@ class Gan(Method):
     paper = "Gulrajani et al., NeurIPS 2017 (WGAN-GP); membership-feature matching (this project)"
     Hparams = GanHparams
 
+    def cost(self, hp: GanHparams, sizes, recipe) -> float:
+        bs = hp.batch_size or recipe.batch_size
+        # Per step: forget batch (eval-mode pass) + retain batch (pass) + teacher forward on it; then
+        # the real features (forward over <= real_samples of val) and the warm-up features (forward over forget).
+        steps = 2 * (1 + FORWARD / 2) * pass_samples(sizes["forget"], bs, hp.forget_passes)
+        return (steps + FORWARD * (min(hp.real_samples, sizes["val"]) + sizes["forget"])) / sizes["retain"]
+
     def run(self, model, ctx: MethodContext, hp: GanHparams):
         val = random_subset(ctx.data("val"), hp.real_samples, stream_seed(ctx.seed, "gan/real"))
+        gone = forgotten_classes(ctx)
+        removed = None
+        if gone:
+            keep = ~torch.isin(val.labels, torch.tensor(gone, device=val.labels.device))
+            removed = _features(ctx.original, val.subset(keep.nonzero().flatten()), ctx, removed=gone)
         real = _features(ctx.original, val, ctx)
         critic = Critic(real.shape[1], hp.critic_hidden, hp.critic_lr, hp.gp_weight, real, val.labels,
-                        stream_seed(ctx.seed, "gan/critic"))
+                        stream_seed(ctx.seed, "gan/critic"), removed=removed, forgotten=gone)
         cfg = method_recipe(ctx, lr=hp.lr, batch_size=hp.batch_size, weight_decay=hp.weight_decay)
         # Warm-up: the critic learns the member/non-member difference of the untouched model first.
         forget = ctx.data("forget")
@@ -162,7 +197,7 @@ class Gan(Method):
             critic.step(start[idx], forget.labels[idx])
 
         stream, steps = forget_and_retain(ctx, cfg, hp.forget_passes, "gan", augment_forget=False)
-        trainer = Trainer.from_config(model, cfg, total_steps=steps)
+        trainer = make_trainer(model, cfg, steps, hp)
         teacher = ctx.original
 
         def loss_fn(model, pair):
@@ -177,10 +212,12 @@ class Gan(Method):
             adv = -critic(fake).mean() if w > 0 else fake.new_zeros(())
             model.train()
             logits = model(rb.x)
-            loss = F.cross_entropy(logits, rb.y) + hp.adv_weight * adv
+            retain = F.cross_entropy(logits, rb.y)
+            total = retain + hp.adv_weight * adv
             if hp.kd_weight:
-                loss = loss + hp.kd_weight * distill_kl(logits, teacher_logits(teacher, rb.x))
-            return loss, {"correct": (logits.argmax(1) == rb.y).sum().item(), "n": len(rb.y), "w_dist": w,
+                kd = hp.kd_weight * distill_kl(logits, teacher_logits(teacher, rb.x))
+                retain, total = retain + kd, total + kd
+            return SplitLoss(forget=hp.adv_weight * adv, retain=retain, total=total), {"correct": (logits.argmax(1) == rb.y).sum().item(), "n": len(rb.y), "w_dist": w,
                           "forget_conf": fake[:, -2].mean().item()}
 
         run_epoch(model, trainer, stream, loss_fn, ctx.runtime, total=steps, desc="gan")

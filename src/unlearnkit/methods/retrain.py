@@ -8,12 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from unlearnkit.methods.base import Method, MethodContext, register_method
+from unlearnkit.params import param
 from unlearnkit.training.loop import fit
 
 
 @dataclass
 class RetrainHparams:
-    epochs: int = 0  # 0 = the original recipe's epoch count (the honest reference)
+    # ge=0: a negative count used to slip through and return an untrained "reference".
+    epochs: int = param(0, ge=0, doc="0 = the original recipe's epoch count (the honest reference)")
 
 
 @register_method
@@ -25,6 +27,9 @@ class Retrain(Method):
     paper = "Baseline in every unlearning paper, e.g. Bourtoule et al. 2021 (SISA)"
     exact = True
     Hparams = RetrainHparams
+
+    def cost(self, hp: RetrainHparams, sizes, recipe) -> float:
+        return float(hp.epochs or recipe.epochs)
 
     def run(self, model, ctx: MethodContext, hp: RetrainHparams):
         recipe = ctx.recipe if hp.epochs == 0 else type(ctx.recipe)(**{**ctx.recipe.__dict__, "epochs": hp.epochs})

@@ -9,8 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from unlearnkit.methods.base import Method, MethodContext, register_method
-from unlearnkit.methods.common import check_unit, eval_batches
-from unlearnkit.methods.random_label import RandomLabelHparams, relabel_unlearn
+from unlearnkit.methods.common import eval_batch_count, eval_batches
+from unlearnkit.methods.random_label import RandomLabelHparams, relabel_cost, relabel_unlearn
+from unlearnkit.params import param
 from unlearnkit.training.loop import progress
 
 
@@ -20,12 +21,10 @@ class SalUnHparams(RandomLabelHparams):
     # one pass over the forget set = 0.11 REE on CIFAR-10), then RL for 10 epochs. Budget: RL
     # for 2 forget passes with paired retain batches (0.44 REE) at a larger lr than plain
     # random_label (0.005 vs 0.003), since only half the weights move (0.02 cost CIFAR-10 2 test points).
-    mask_ratio: float = 0.5  # share of all weights (global ranking over every parameter tensor) that may move
-    lr: float = 0.005
-
-    def validate(self) -> None:
-        super().validate()
-        check_unit(self, "mask_ratio", open_low=True)
+    # Search: the mask ratios SalUn's code generates (0.1 .. 0.9).
+    mask_ratio: float = param(0.5, gt=0, le=1, search=(0.1, 0.9),
+                              doc="share of all weights (one global ranking over every parameter tensor) that may move")
+    lr: float = param(0.005, gt=0, search=(1e-4, 0.05), log=True)
 
 
 def saliency_mask(model: nn.Module, ctx: MethodContext, ratio: float, batch_size: int) -> dict[str, torch.Tensor]:
@@ -40,7 +39,9 @@ def saliency_mask(model: nn.Module, ctx: MethodContext, ratio: float, batch_size
     forget = ctx.data("forget")
     was_training = model.training
     model.eval()
-    for b in progress(eval_batches(forget, ctx, batch_size), None, "salun mask"):
+    bar = progress(eval_batches(forget, ctx, batch_size), eval_batch_count(len(forget), batch_size),
+                   "salun saliency (forget gradients)", unit="batch")
+    for b in bar:
         model.zero_grad(set_to_none=True)
         with ctx.runtime.autocast():
             loss = F.cross_entropy(model(b.x).float(), b.y, reduction="sum")
@@ -78,6 +79,9 @@ class SalUn(Method):
     summary = "Random-label unlearning on the weights most salient for the forget loss (SalUn)."
     paper = "Fan et al., ICLR 2024 (SalUn)"
     Hparams = SalUnHparams
+
+    def cost(self, hp: SalUnHparams, sizes, recipe) -> float:
+        return sizes["forget"] / sizes["retain"] + relabel_cost(hp, sizes, recipe)  # mask: one pass over forget
 
     def run(self, model, ctx: MethodContext, hp: SalUnHparams):
         mask = saliency_mask(model, ctx, hp.mask_ratio, hp.batch_size or ctx.recipe.batch_size)

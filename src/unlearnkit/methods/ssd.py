@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from unlearnkit.methods.base import Method, MethodContext, register_method
-from unlearnkit.methods.common import check_nonnegative, check_positive, eval_batches, random_subset
+from unlearnkit.methods.common import eval_batch_count, eval_batches, random_subset
+from unlearnkit.params import param
 from unlearnkit.training.data import TensorSet, stream_seed
 from unlearnkit.training.loop import progress
 
@@ -24,14 +25,11 @@ class SSDHparams:
     # count, not a fraction: per-sample gradients are heavy-tailed, and an I_D from a handful of
     # batches underestimates some weights' importance and dampens them wrongly. Both
     # importances use the same batch size, so they are comparable.
-    alpha: float = 10.0  # selection weighting: dampen where I_forget > alpha * I_train
-    dampening: float = 1.0  # lambda: beta = min(lambda * I_train / I_forget, 1)
-    train_samples: int = 10000  # training samples (seeded subset) for I_train; the whole set if fewer
-    batch_size: int = 0  # 0 = the original recipe's batch size
-
-    def validate(self) -> None:
-        check_positive(self, "alpha", "dampening", "train_samples")
-        check_nonnegative(self, "batch_size")
+    # Search: alpha from the paper's 10 to the 100 small networks need (and below); lambda around 1.
+    alpha: float = param(10.0, gt=0, search=(1.0, 100.0), log=True, doc="selection weighting: dampen where I_forget > alpha * I_train")
+    dampening: float = param(1.0, gt=0, search=(0.1, 5.0), log=True, doc="lambda: beta = min(lambda * I_train / I_forget, 1)")
+    train_samples: int = param(10000, ge=1, doc="training samples (seeded subset) for I_train; the whole set if fewer")
+    batch_size: int = param(0, ge=0, doc="0 = the original recipe's batch size")
 
 
 def fisher_diagonal(model: nn.Module, data: TensorSet, ctx: MethodContext, batch_size: int, desc: str) -> dict[str, torch.Tensor]:
@@ -39,7 +37,7 @@ def fisher_diagonal(model: nn.Module, data: TensorSet, ctx: MethodContext, batch
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     imp = {n: torch.zeros_like(p) for n, p in named}
     n_batches = 0
-    for b in progress(eval_batches(data, ctx, batch_size), None, desc):
+    for b in progress(eval_batches(data, ctx, batch_size), eval_batch_count(len(data), batch_size), desc, unit="batch"):
         model.zero_grad(set_to_none=True)
         with ctx.runtime.autocast():
             loss = F.cross_entropy(model(b.x).float(), b.y)
@@ -67,14 +65,18 @@ class SSD(Method):
     paper = "Foster et al., AAAI 2024 (Selective Synaptic Dampening)"
     Hparams = SSDHparams
 
+    def cost(self, hp: SSDHparams, sizes, recipe) -> float:
+        # One gradient per sample of forget and of the train subset (train = retain + forget); no update.
+        return (sizes["forget"] + min(hp.train_samples, sizes["retain"] + sizes["forget"])) / sizes["retain"]
+
     def run(self, model, ctx: MethodContext, hp: SSDHparams):
         bs = hp.batch_size or ctx.recipe.batch_size
         train = ctx.data("train")
         train = random_subset(train, hp.train_samples, stream_seed(ctx.seed, "ssd/train"))
         was_training = model.training
         model.eval()
-        i_forget = fisher_diagonal(model, ctx.data("forget"), ctx, bs, "ssd I_forget")
-        i_train = fisher_diagonal(model, train, ctx, bs, "ssd I_train")
+        i_forget = fisher_diagonal(model, ctx.data("forget"), ctx, bs, "ssd importance on forget")
+        i_train = fisher_diagonal(model, train, ctx, bs, "ssd importance on train")
         with torch.no_grad():
             for n, p in model.named_parameters():
                 if n not in i_forget:
