@@ -150,16 +150,46 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "cifar10-resnet18",
-            "CIFAR-10, the seed's width-64 ResNet-18 (11.2M params), 10 epochs, for a GPU; target >= 93%.",
+            "CIFAR-10, the seed's width-64 ResNet-18 (11.2M params), 50 epochs, for a GPU: target >= 94% test in "
+            "<= 60 s of training on an H100/H200 (10 epochs took 11 s but reached only 84%; 50 cost ~5x the time).",
             {
                 "data.source": "",
                 "model.name": "resnet18",
                 "model.width": 64,
-                "train.epochs": 10,
+                "model.flip_tta": True,  # eval-mode mirror averaging: ~+0.3-0.5 points for a second eval pass
+                # 10 epochs at batch 512 are 780 SGD steps: too few for this net (train accuracy 86.6% at the
+                # end, test 84.3%). 50 epochs (3,900 steps) at 40-55k img/s fit the 60 s budget.
+                "train.epochs": 50,
                 "train.batch_size": 512,
-                "train.lr": 0.4,
+                "train.lr": 0.4,  # 0.1 per 128 samples (linear scaling), Nesterov
+                "train.warmup_fraction": 0.1,  # 5 epochs of warm-up, then linear decay to zero
                 "train.weight_decay": 5e-4,
                 "train.label_smoothing": 0.1,
+                "train.crop_padding": 4,
+            },
+        ),
+        Preset(
+            "cifar10-salun",
+            "CIFAR-10 ResNet-18 (width 64) with SalUn's recipe for its Table 1: 45k/5k train/validation, 182 "
+            "epochs, SGD lr 0.1 x0.1 at epochs 91 and 136; for a leaderboard beside the paper's (GPU: a few minutes per model).",
+            {
+                "data.source": "",
+                "data.val_fraction": 0.1,  # 45,000 members, 5,000 held out (SalUn's split sizes)
+                "model.name": "resnet18",
+                "model.width": 64,
+                "model.flip_tta": False,
+                "train.epochs": 182,
+                "train.batch_size": 256,
+                "train.lr": 0.1,
+                "train.momentum": 0.9,
+                "train.nesterov": False,
+                "train.weight_decay": 5e-4,
+                "train.label_smoothing": 0.0,
+                "train.schedule": "multistep",
+                "train.milestones": "91,136",
+                "train.warmup_fraction": 0.0,
+                "train.crop_padding": 4,
+                "train.flip": True,
             },
         ),
     ]
