@@ -166,6 +166,7 @@ PRESETS: dict[str, Preset] = {
                 "train.weight_decay": 5e-4,
                 "train.label_smoothing": 0.1,
                 "train.crop_padding": 4,
+                "train.val_probe": 2000,  # per-epoch progress on 2k held-out images (final metrics use all)
             },
         ),
         Preset(

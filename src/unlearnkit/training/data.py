@@ -97,7 +97,7 @@ def batches(
     Without a seed: in order, no augmentation, every sample (evaluation).
     Dropping the ragged last batch in training avoids BatchNorm on a handful of samples;
     a set smaller than one batch is used whole (so training sees one batch shape per set).
-    The random numbers (order, crops, flips) are drawn on the data's device: no host work or
+    On CUDA the random numbers (order, crops, flips) are drawn on the GPU: no host work or
     host-device copy per batch. The same seed gives the same stream on the same device type.
     """
     n = len(data)
@@ -108,8 +108,8 @@ def batches(
             idx = torch.arange(start, end, device=device)
             yield Batch(normalizer(data.images[start:end], runtime.channels_last), data.labels[start:end], idx)
         return
-    gen = torch.Generator(device=device).manual_seed(seed)
-    order = torch.randperm(n, generator=gen, device=device)
+    gen = torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(seed)
+    order = torch.randperm(n, generator=gen, device=gen.device).to(device)
     size = min(batch_size, n)
     for start in range(0, n - size + 1, size):
         idx = order[start : start + size]
