@@ -17,6 +17,7 @@
 #   GPU_TIER_COMPILE_MIN_S    run that comparison only if this many seconds are left after the bench (default 90)
 #   GPU_TIER_WORK        scratch folder for the bench store with its models (default: a temp folder)
 #   GPU_TIER_ALLOW_CPU=1 dry mode for tests: no GPU needed, the digits preset with tiny settings
+#   PYTHON               the interpreter (default: python, else python3)
 #
 # Needs torch and the project's dependencies installed (no internet): it runs the code of this
 # checkout via PYTHONPATH=src, installs nothing, and stops each stage with `timeout` so the
@@ -26,11 +27,11 @@ export PYTHONUNBUFFERED=1
 
 # ---------------------------------------------------------------- the GPU first
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PY="${PYTHON:-python}"
+PY="${PYTHON:-$(command -v python || command -v python3 || echo python)}"
 DRY="${GPU_TIER_ALLOW_CPU:-0}"
 if [[ "$DRY" != "1" ]]; then
     if ! "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
-        echo "gpu_tier: no CUDA GPU visible to torch (torch.cuda.is_available() is False, or torch is missing); run it on a GPU machine (GPU_TIER_ALLOW_CPU=1 runs the CPU dry mode)" >&2
+        echo "gpu_tier: no CUDA GPU visible to torch ($PY: torch.cuda.is_available() is False, or torch is missing); run it on a GPU machine (GPU_TIER_ALLOW_CPU=1 runs the CPU dry mode)" >&2
         exit 2
     fi
 fi
