@@ -64,14 +64,14 @@ class BadTeacher(Method):
         trainer = Trainer.from_config(model, cfg, total_steps=hp.epochs * per_epoch)
 
         def loss_fn(model, batch):
-            is_forget = batch.index < n_forget
-            target = torch.empty(len(batch.y), ctx.num_classes, device=batch.y.device)
-            if is_forget.any():
-                target[is_forget] = teacher_logits(bad, batch.x[is_forget])
-            if (~is_forget).any():
-                target[~is_forget] = teacher_logits(good, batch.x[~is_forget])
+            is_forget = (batch.index < n_forget)[:, None]
+            # Both (eval-mode, so per-sample) teachers see the whole batch and torch.where picks each
+            # row's target: a fixed input shape every step. A masked sub-batch changes size every
+            # step, and on a GPU (cudnn.benchmark) each new shape is autotuned again — slower than
+            # the extra teacher pass this costs. No host sync either (no .any(), no .item()).
+            target = torch.where(is_forget, teacher_logits(bad, batch.x), teacher_logits(good, batch.x))
             logits = model(batch.x)
-            return distill_kl(logits, target, hp.temperature), {"forget_share": is_forget.float().mean().item()}
+            return distill_kl(logits, target, hp.temperature), {"forget_share": is_forget.float().mean()}
 
         for epoch in range(hp.epochs):
             run_epoch(model, trainer, epoch_batches(mixed, cfg, ctx.normalizer, ctx.runtime, ctx.seed, "bad_teacher", epoch),

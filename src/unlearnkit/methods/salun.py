@@ -84,5 +84,7 @@ class SalUn(Method):
         return sizes["forget"] / sizes["retain"] + relabel_cost(hp, sizes, recipe)  # mask: one pass over forget
 
     def run(self, model, ctx: MethodContext, hp: SalUnHparams):
-        mask = saliency_mask(model, ctx, hp.mask_ratio, hp.batch_size or ctx.recipe.batch_size)
+        # The mask pass takes batches of the training steps' size (a forget + a retain batch): one
+        # input shape fewer for a GPU to tune. The mask sums the passes' gradients: batching-invariant.
+        mask = saliency_mask(model, ctx, hp.mask_ratio, 2 * (hp.batch_size or ctx.recipe.batch_size))
         return relabel_unlearn(model, ctx, hp, "salun", grad_mask=mask)

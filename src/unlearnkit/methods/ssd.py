@@ -72,7 +72,10 @@ class SSD(Method):
     def run(self, model, ctx: MethodContext, hp: SSDHparams):
         bs = hp.batch_size or ctx.recipe.batch_size
         train = ctx.data("train")
-        train = random_subset(train, hp.train_samples, stream_seed(ctx.seed, "ssd/train"))
+        # Whole batches of training data (at most bs - 1 samples fewer): then the forget pass's ragged
+        # last batch is the only other input shape, so a GPU tunes two shapes, not three.
+        count = min(hp.train_samples, len(train))
+        train = random_subset(train, max(bs, count - count % bs), stream_seed(ctx.seed, "ssd/train"))
         was_training = model.training
         model.eval()
         i_forget = fisher_diagonal(model, ctx.data("forget"), ctx, bs, "ssd importance on forget")

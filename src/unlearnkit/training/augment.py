@@ -1,7 +1,8 @@
 """Batched augmentation as tensor ops on uint8 images (no per-sample PIL work in the loop).
 
 Random crop with zero padding and random horizontal flip, for a whole batch at once,
-driven by an explicit `torch.Generator` so one seed fixes the augmentation order.
+driven by an explicit `torch.Generator` so one seed fixes the augmentation order. With the
+generator on the images' device (as `batches` makes it) every op runs there, host-sync free.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ split's own per-channel mean/std, so models take standard float input and stay p
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Iterator, NamedTuple
@@ -32,10 +33,16 @@ class Normalizer:
         return cls(tuple(flat.mean(dim=1).tolist()), tuple(std.tolist()))
 
     def __call__(self, images: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
-        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
-        x = images.float().mul_(1.0 / 255.0).sub_(mean).div_(std)
-        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+        if channels_last:  # reorder the uint8 batch (a quarter of the bytes); the float ops keep the layout
+            images = images.contiguous(memory_format=torch.channels_last)
+        mean, std = _channel_tensor(self.mean, images.device), _channel_tensor(self.std, images.device)
+        return images.float().mul_(1.0 / 255.0).sub_(mean).div_(std)
+
+
+@functools.lru_cache(maxsize=64)
+def _channel_tensor(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """(1, C, 1, 1) on `device`, made once: no host-to-device copy per batch."""
+    return torch.tensor(values, device=device).view(1, -1, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -89,16 +96,20 @@ def batches(
 
     Without a seed: in order, no augmentation, every sample (evaluation).
     Dropping the ragged last batch in training avoids BatchNorm on a handful of samples;
-    a set smaller than one batch is used whole.
+    a set smaller than one batch is used whole (so training sees one batch shape per set).
+    On CUDA the random numbers (order, crops, flips) are drawn on the GPU: no host work or
+    host-device copy per batch. The same seed gives the same stream on the same device type.
     """
     n = len(data)
+    device = data.labels.device
     if seed is None:
         for start in range(0, n, batch_size):
-            idx = torch.arange(start, min(start + batch_size, n), device=data.labels.device)
-            yield Batch(normalizer(data.images[idx], runtime.channels_last), data.labels[idx], idx)
+            end = min(start + batch_size, n)
+            idx = torch.arange(start, end, device=device)
+            yield Batch(normalizer(data.images[start:end], runtime.channels_last), data.labels[start:end], idx)
         return
-    gen = torch.Generator().manual_seed(seed)
-    order = torch.randperm(n, generator=gen).to(data.labels.device)
+    gen = torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(seed)
+    order = torch.randperm(n, generator=gen, device=gen.device).to(device)
     size = min(batch_size, n)
     for start in range(0, n - size + 1, size):
         idx = order[start : start + size]

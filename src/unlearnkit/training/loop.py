@@ -28,19 +28,30 @@ from unlearnkit.training.runtime import Runtime
 LossFn = Callable[[nn.Module, object], "tuple[torch.Tensor, dict[str, float]] | torch.Tensor"]
 
 
-def lr_factor(step: int, total: int, schedule: str, warmup_fraction: float) -> float:
-    """Multiplier on the peak LR at `step` (0-based) of `total` steps."""
+def lr_factor(step: int, total: int, schedule: str, warmup_fraction: float,
+              milestones: tuple[float, ...] = ()) -> float:
+    """Multiplier on the peak LR at `step` (0-based) of `total` steps.
+
+    `milestones` (multistep only): fractions of `total` at each of which the LR is multiplied by 0.1.
+    """
     if schedule == "constant" or total <= 1:
         return 1.0
     warm = int(round(warmup_fraction * total))
     if step < warm:
         return (step + 1) / warm
-    progress = (step - warm) / max(1, total - warm)
-    if schedule == "onecycle":  # linear decay to zero: strong for short budgets (airbench, super-convergence)
-        return max(0.0, 1.0 - progress)
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-    raise UnlearnkitError(f"unknown schedule {schedule!r}; choose onecycle, cosine or constant")
+    if schedule not in _DECAYS:
+        raise UnlearnkitError(f"unknown schedule {schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+    passed = sum(step >= int(round(m * total)) for m in milestones)
+    return _DECAYS[schedule]((step - warm) / max(1, total - warm), passed)
+
+
+# The factor after warm-up, from the progress p in [0, 1] and the number of milestones passed.
+_DECAYS: dict[str, Callable[[float, int], float]] = {
+    "onecycle": lambda p, _: max(0.0, 1.0 - p),  # linear decay to zero: strong for short budgets (airbench, super-convergence)
+    "cosine": lambda p, _: 0.5 * (1.0 + math.cos(math.pi * p)),
+    "multistep": lambda _, passed: 0.1**passed,  # x0.1 at each milestone (He et al. 2016; SalUn's CIFAR recipe)
+}
+SCHEDULES = ("onecycle", "cosine", "multistep", "constant")
 
 
 class Trainer:
@@ -61,6 +72,7 @@ class Trainer:
         weight_decay: float = 5e-4,
         schedule: str = "onecycle",
         warmup_fraction: float = 0.0,
+        milestones: tuple[float, ...] = (),
         params: Iterable[nn.Parameter] | None = None,
         grad_mask: dict[str, torch.Tensor] | None = None,
     ):
@@ -76,8 +88,10 @@ class Trainer:
             [p for _, p in named], lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0, weight_decay=0.0
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, total_steps, schedule, warmup_fraction)
+            self.optimizer, lambda s: lr_factor(s, total_steps, schedule, warmup_fraction, milestones)
         )
+        if grad_mask is not None:
+            self._masks = [grad_mask[n] for n, _ in named]
 
     @classmethod
     def from_config(cls, model: nn.Module, cfg: TrainConfig, total_steps: int, **kw) -> "Trainer":
@@ -90,22 +104,22 @@ class Trainer:
             weight_decay=cfg.weight_decay,
             schedule=cfg.schedule,
             warmup_fraction=cfg.warmup_fraction,
+            milestones=cfg.milestone_fractions(),
             **kw,
         )
 
     def step(self, loss: torch.Tensor) -> None:
-        if not torch.isfinite(loss):
-            raise DivergedError(f"loss became {loss.item()}")
+        """One update. No host sync: `run_epoch` checks the loss for NaN/inf when it next syncs."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         with torch.no_grad():
-            for name, p in self.named_params:
-                if p.grad is None:
-                    continue
-                if self.weight_decay:
-                    p.grad.add_(p, alpha=self.weight_decay)
-                if self.grad_mask is not None:
-                    p.grad.mul_(self.grad_mask[name])
+            have = [i for i, (_, p) in enumerate(self.named_params) if p.grad is not None]
+            grads = [self.named_params[i][1].grad for i in have]
+            # One fused (foreach) kernel per operation instead of one per parameter tensor.
+            if self.weight_decay and grads:
+                torch._foreach_add_(grads, [self.named_params[i][1] for i in have], alpha=self.weight_decay)
+            if self.grad_mask is not None and grads:
+                torch._foreach_mul_(grads, [self._masks[i] for i in have])
         self.optimizer.step()
         self.scheduler.step()
 
@@ -147,6 +161,9 @@ class EpochStats:
     extra: dict[str, float] = field(default_factory=dict)
 
 
+SYNC_SECONDS = 1.0  # the loop reads numbers back from the device (progress, NaN check) about once a second
+
+
 def run_epoch(
     model: nn.Module,
     trainer: Trainer,
@@ -160,11 +177,14 @@ def run_epoch(
     """One pass of `loss_fn(model, item)` + `trainer.step`; item is whatever `loader` yields.
 
     `loss_fn` returns a loss, or (loss, stats) where stats may hold `correct` and `n`
-    (for a running accuracy) and any other numbers to average and show.
+    (for a running accuracy) and any other numbers to average and show. Stats may be
+    device tensors: they are summed on the device and read back only about once a second
+    (and at the end), so on a GPU the host queues steps ahead instead of waiting on each.
+    A NaN/inf loss raises `DivergedError` at the next read-back.
     """
     model.train()
-    t0 = time.perf_counter()
-    sums: dict[str, float] = {}
+    t0 = last_sync = time.perf_counter()
+    sums: dict[str, torch.Tensor | float] = {}
     steps = 0
     bar = progress(loader, total, desc)
     for item in bar:
@@ -173,31 +193,44 @@ def run_epoch(
         loss, stats = out if isinstance(out, tuple) else (out, {})
         trainer.step(loss)
         steps += 1
-        sums["loss"] = sums.get("loss", 0.0) + loss.item()
-        for k, v in stats.items():
-            sums[k] = sums.get(k, 0.0) + float(v)
-        shown = {"loss": f"{sums['loss'] / steps:.3f}", "lr": f"{trainer.lr:.3g}"}
-        if sums.get("n"):
-            shown["acc"] = f"{100 * sums['correct'] / sums['n']:.1f}"
-        bar.set_postfix(shown, refresh=False)
+        for k, v in (("loss", loss.detach().float()), *stats.items()):
+            sums[k] = sums.get(k, 0.0) + v
+        if time.perf_counter() - last_sync >= SYNC_SECONDS:
+            shown = _read_back(sums, steps)
+            bar.set_postfix({**shown, "lr": f"{trainer.lr:.3g}"}, refresh=False)
+            last_sync = time.perf_counter()
     bar.close()
-    n = int(sums.pop("n", 0))
-    correct = sums.pop("correct", 0.0)
-    loss = sums.pop("loss", float("nan")) / max(1, steps)
+    values = {k: float(v) for k, v in sums.items()}  # waits for the device: `seconds` is the real time
+    if steps:
+        _read_back(values, steps)
+    n = int(values.pop("n", 0))
+    correct = values.pop("correct", 0.0)
+    loss = values.pop("loss", float("nan")) / max(1, steps)
     return EpochStats(
         loss=loss,
         acc=100.0 * correct / n if n else float("nan"),
         seconds=time.perf_counter() - t0,
         samples=n,
-        extra={k: v / max(1, steps) for k, v in sums.items()},
+        extra={k: v / max(1, steps) for k, v in values.items()},
     )
+
+
+def _read_back(sums: dict[str, torch.Tensor | float], steps: int) -> dict[str, str]:
+    """The running numbers for the progress bar (one host sync); raises on a non-finite loss so far."""
+    loss = float(sums["loss"])
+    if not math.isfinite(loss):
+        raise DivergedError(f"loss became {loss} (summed over the epoch's first {steps} steps)")
+    shown = {"loss": f"{loss / steps:.3f}"}
+    if sums.get("n"):
+        shown["acc"] = f"{100 * float(sums['correct']) / float(sums['n']):.1f}"
+    return shown
 
 
 def cross_entropy_loss(label_smoothing: float = 0.0) -> LossFn:
     def loss_fn(model: nn.Module, batch: Batch):
         logits = model(batch.x)
         loss = F.cross_entropy(logits, batch.y, label_smoothing=label_smoothing)
-        return loss, {"correct": (logits.argmax(1) == batch.y).sum().item(), "n": batch.y.numel()}
+        return loss, {"correct": (logits.argmax(1) == batch.y).sum(), "n": batch.y.numel()}  # summed on the device
 
     return loss_fn
 
@@ -212,11 +245,11 @@ def predict_logits(
     out = []
     for batch in batches(data, batch_size, normalizer, runtime):
         with runtime.autocast():
-            out.append(model(batch.x).float().cpu())
+            out.append(model(batch.x).float())
     model.train(was_training)
     if not out:
         return torch.empty(0, 0)
-    return torch.cat(out)
+    return torch.cat(out).cpu()  # one device-to-host copy (one sync), not one per batch
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:

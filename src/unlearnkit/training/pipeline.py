@@ -18,6 +18,7 @@ from torch import nn
 from unlearnkit.config import RunConfig, validate
 from unlearnkit.data import DatasetBundle, Split, absolute_source, load_dataset, make_split, split_from_manifest
 from unlearnkit.errors import UnlearnkitError
+from unlearnkit.methods.api import peak_memory_mb
 from unlearnkit.models import create_model
 from unlearnkit.runs import CHECKPOINT_FILE, MODEL_FILE, RunDir, environment, load_weights, prepare_out_dir, save_model
 from unlearnkit.training.data import Normalizer, TensorSet, stream_seed
@@ -133,6 +134,8 @@ def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, wandb: bool 
     bundle = load_data(cfg)  # data errors surface before anything is written
     split = make_split(bundle, cfg.data.val_fraction, cfg.seed)
     runtime = Runtime.from_config(cfg.runtime)
+    if runtime.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(runtime.device)
     normalizer = Normalizer.fit(split.part("train").images)
     model = runtime.model(build_model(cfg, split))
     logger = _wandb_logger(cfg, run.path) if wandb else None
@@ -184,10 +187,13 @@ def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, wandb: bool 
         **final,
         "epochs": len(history),
         "img_per_s": round(sum(r["img_per_s"] or 0 for r in history) / max(1, len(history)), 1),
+        # this session's peak: GPU memory allocated on CUDA, the process's max RSS elsewhere (as methods record)
+        "peak_memory_mb": round(peak_memory_mb(runtime), 1),
     }
     save_model(model, run.file(MODEL_FILE), {"model": cfg.model.name, "width": str(cfg.model.width)})
     info = run.read_json("run.json")
     info["status"] = "finished"
+    info["peak_memory_mb"] = metrics["peak_memory_mb"]
     run.write_json("run.json", info)
     run.write_json("metrics.json", metrics)
     run.file(CHECKPOINT_FILE).unlink(missing_ok=True)

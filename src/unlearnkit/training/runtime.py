@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
+import shutil
 import warnings
 from dataclasses import dataclass
 
@@ -35,6 +37,7 @@ class Runtime:
     device: torch.device
     autocast_dtype: torch.dtype | None  # None = full fp32
     channels_last: bool
+    compile: bool = False  # torch.compile every model made through `model()`
 
     @classmethod
     def from_config(cls, cfg: RuntimeConfig | None = None) -> "Runtime":
@@ -64,7 +67,9 @@ class Runtime:
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        return cls(device, dtype, cfg.channels_last)
+        if cfg.compile:
+            check_compiler(device)
+        return cls(device, dtype, cfg.channels_last, cfg.compile)
 
     def autocast(self):
         if self.autocast_dtype is None:
@@ -75,6 +80,10 @@ class Runtime:
         model = model.to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
+        if self.compile:
+            # In place (nn.Module.compile): the module keeps its type and state_dict keys, so saving,
+            # loading and the registry see a plain model. A deepcopy (what methods train) runs eager.
+            model.compile()
         return model
 
     def tensor(self, t: torch.Tensor) -> torch.Tensor:
@@ -83,4 +92,17 @@ class Runtime:
     def describe(self) -> str:
         prec = "fp32" if self.autocast_dtype is None else str(self.autocast_dtype).replace("torch.", "")
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else self.device.type
-        return f"{name} ({prec}{', channels_last' if self.channels_last else ''})"
+        return f"{name} ({prec}{', channels_last' if self.channels_last else ''}{', compiled' if self.compile else ''})"
+
+
+def check_compiler(device: torch.device) -> None:
+    """torch.compile fails only at the first forward pass, deep in a run; say up front what is missing.
+
+    Its default backend (inductor) writes C++ for CPUs (needs a compiler) and Triton kernels for GPUs.
+    """
+    if device.type == "cpu" and not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
+        raise UnlearnkitError("runtime.compile=true needs a C++ compiler on CPU (none of c++, g++, clang++ found); install one or drop --set runtime.compile=true")
+    if device.type == "cuda" and importlib.util.find_spec("triton") is None:
+        raise UnlearnkitError("runtime.compile=true needs the triton package on CUDA; `pip install triton` or drop --set runtime.compile=true")
+    if device.type not in ("cpu", "cuda"):
+        raise UnlearnkitError(f"runtime.compile=true is supported on cpu and cuda, not {device.type}; drop --set runtime.compile=true")
