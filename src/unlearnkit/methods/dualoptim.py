@@ -60,8 +60,11 @@ class SplitLoss:
         parts = [t for t in (self.retain, self.forget) if t is not None]
         return parts[0] if len(parts) == 1 else parts[0] + parts[1]
 
-    def item(self) -> float:  # run_epoch logs `loss.item()`
+    def item(self) -> float:
         return self.combined().item()
+
+    def detach(self) -> torch.Tensor:  # run_epoch sums `loss.detach()` on the device for its progress stats
+        return self.combined().detach()
 
 
 class SplitTrainer(Trainer):
