@@ -27,8 +27,10 @@ from unlearnkit.data.cache import file_digest
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.runs import MODEL_FILE
 
-# The fields that make two unlearning jobs the same job (same output up to nondeterminism).
-JOB_FIELDS = ("parent", "parent_model_sha256", "method", "forget_sha256", "hparams_sha256", "seed")
+# The fields that make two unlearning jobs the same job (same output up to nondeterminism). The
+# parent is identified by its model's content, not its path: a moved or copied run (a bench store)
+# is the same parent, and a parent retrained in place is not.
+JOB_FIELDS = ("parent_model_sha256", "method", "forget_sha256", "hparams_sha256", "seed")
 
 
 def sha256_json(obj: Any) -> str:
@@ -78,8 +80,9 @@ def first_difference(recorded: dict[str, Any], wanted: dict[str, Any]) -> str | 
                 return f"forget set: {recorded.get('forget_spec')!r} there, {wanted.get('forget_spec')!r} now"
             if key == "hparams_sha256":
                 return f"hyperparameters: {recorded.get('hparams')} there, {wanted.get('hparams')} now"
-            if key.endswith("sha256"):
-                return f"{key} (the parent's model file changed): {str(a)[:12]} there, {str(b)[:12]} now"
+            if key == "parent_model_sha256":
+                return (f"parent model: {recorded.get('parent')} ({str(a)[:12]}) there, "
+                        f"{wanted.get('parent')} ({str(b)[:12]}) now")
             return f"{key}: {a!r} there, {b!r} now"
     return None
 

@@ -94,6 +94,10 @@ def test_chained_forgetting_is_cumulative_and_its_reference_retrains_the_union(c
     assert info3["request_sha256"] == sha256_ids(train_ids[:5])
     assert info3["parent_model_sha256"] != info3["original_model_sha256"]
 
+    # The same request from another parent is another job, whatever the directory says.
+    code, _, err = run_cli(capsys, "forget", u1, "--method", "finetune", "--forget", f"ids:{ids_file}", "--out", u3, "--resume")
+    assert_one_line_error(code, err, r"--resume: .*u3 holds finetune on .* \(parent model: .*u2 \(\w+\) there, .*u1 \(\w+\) now\)")
+
     # The exact reference of the chain: a retrain on train minus the union, recorded against the root original.
     code, _, err = run_cli(capsys, "forget", u2, "--method", "retrain", "--forget", f"ids:{ids_file}", "--out", ref)
     assert code == 0, err
@@ -121,3 +125,25 @@ def test_two_bench_scenarios_never_share_a_method_job(tmp_path):
             by_path.setdefault(plan.path(job), set()).add(job.spec["scenario"])
     assert len(by_path) == 2 * 2 * 3 * 2  # (retrain + 2 methods) x (run + audit) x 2 scenarios x 2 seeds
     assert all(len(scenarios) == 1 for scenarios in by_path.values())
+
+
+
+def test_a_split_forgets_the_union_of_its_requests_and_never_all_of_train():
+    import numpy as np
+
+    from unlearnkit.data import DatasetBundle, LabeledImages, make_split
+    from unlearnkit.errors import UnlearnkitError
+
+    n, classes = 40, ("a", "b")
+    labels = (np.arange(n) % 2).astype(np.int64)
+    pool = LabeledImages(np.zeros((n, 1, 2, 2), np.uint8), labels, np.array([f"s{i}" for i in range(n)]))
+    split = make_split(DatasetBundle("toy", classes, pool, pool, "f" * 64, "toy"), 0.25, seed=0)
+    first = split.with_forget("random:5")
+    both = first.with_forget("class:a")
+    assert set(first.forget_idx) < set(both.forget_idx)
+    assert set(both.forget_idx) == set(first.forget_idx) | set(split.with_forget("class:a").forget_idx)
+    assert both.forget_spec == "random:5 + class:a" and not set(both.retain_idx) & set(first.forget_idx)
+    with pytest.raises(UnlearnkitError, match="covers the whole training set"):
+        both.with_forget("class:b")
+    with pytest.raises(UnlearnkitError, match="already forgotten"):
+        both.with_forget("random:5")

@@ -178,7 +178,7 @@ class _LineBar(tqdm):
         postfix = f" ({self.postfix})" if self.postfix else ""
         m = _EPOCH.match(self._first_desc)
         if m is None:
-            count = f"{n} {self.unit}s in " if float(n).is_integer() and self.unit else ""
+            count = f"{_count(n, 'step' if self.unit == 'it' else self.unit)} in " if float(n).is_integer() else ""
             return f"{self._first_desc}: {count}{seconds:.1f} s{postfix}"
         name, k, total = m["name"], int(m["k"]), int(m["n"])
         first, steps, secs = _epochs.get(name, [k, 0, 0.0]) if k > 1 else [k, 0, 0.0]
@@ -186,8 +186,12 @@ class _LineBar(tqdm):
         if k < total:
             return None
         del _epochs[name]
-        epochs = f"{total} epochs" if first == 1 else f"epochs {int(first)}-{total}"
-        return f"{name}: {epochs}, {int(steps + n)} steps in {secs + seconds:.1f} s{postfix}"
+        epochs = _count(total, "epoch") if first == 1 else f"epochs {int(first)}-{total}"
+        return f"{name}: {epochs}, {_count(steps + n, 'step')} in {secs + seconds:.1f} s{postfix}"
+
+
+def _count(n: float, unit: str) -> str:
+    return f"{int(n)} {unit}{'' if n == 1 else 's'}"
 
 
 @dataclass
