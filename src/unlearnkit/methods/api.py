@@ -130,7 +130,7 @@ def forget_run(
     record = _job_record(parent_run, cls, method, hp, split, forget, seed)
     if resume or (reuse and (out / "run.json").is_file()):
         recorded = check_same_job(out, record, action="--resume" if resume else "demo")
-        if RunDir(out).finished or recorded.get("status") == "finished":
+        if RunDir(out).finished:  # model + metrics, written last (a kill before them leaves it resumable)
             if reuse:
                 return {"run_dir": str(out), "method": method, "hparams": dataclasses.asdict(hp),
                         **RunDir(out).read_json("metrics.json")}

@@ -157,7 +157,7 @@ class _LineBar(tqdm):
     """A tqdm that never redraws; `close` prints one summary line (or none, mid-way through a run's epochs)."""
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **{**kwargs, "leave": False})  # a left bar would end with a blank line
         self._first_desc = self.desc  # the audit renames its bar per step; the summary uses the name it started with
 
     def display(self, *args, **kwargs):  # noqa: D102  (tqdm calls it to redraw: nothing to draw)
@@ -178,7 +178,9 @@ class _LineBar(tqdm):
         postfix = f" ({self.postfix})" if self.postfix else ""
         m = _EPOCH.match(self._first_desc)
         if m is None:
-            count = f"{_count(n, 'step' if self.unit == 'it' else self.unit)} in " if float(n).is_integer() else ""
+            # A bar with its own format (the bench's, counting estimated cost) has no countable unit.
+            countable = float(n).is_integer() and not self.bar_format
+            count = f"{_count(n, 'step' if self.unit == 'it' else self.unit)} in " if countable else ""
             return f"{self._first_desc}: {count}{seconds:.1f} s{postfix}"
         name, k, total = m["name"], int(m["k"]), int(m["n"])
         first, steps, secs = _epochs.get(name, [k, 0, 0.0]) if k > 1 else [k, 0, 0.0]
