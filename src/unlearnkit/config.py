@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from unlearnkit.errors import UnlearnkitError
+from unlearnkit.params import check_fields, param
 
 
 @dataclass
@@ -23,36 +24,40 @@ class DataConfig:
     source: str = "digits"  # "digits", a CIFAR root, an image-folder tree/archive, or a Kaggle folder
     labels_csv: str | None = None  # Kaggle layout: the `id,label` CSV (auto-detected when None)
     download: bool = False  # torchvision CIFAR roots: allow downloading (needs internet)
-    val_fraction: float = 0.2  # held-out non-members carved from the training pool (the seed used 0.2)
-    test_fraction: float = 0.2  # only for sources without their own test split (digits, Kaggle)
+    val_fraction: float = param(0.2, gt=0, lt=1)  # held-out non-members carved from the training pool (the seed used 0.2)
+    test_fraction: float = param(0.2, gt=0, lt=1)  # only for sources without their own test split (digits, Kaggle)
 
 
 @dataclass
 class ModelConfig:
     name: str = "small_cnn"
-    width: int = 32
+    width: int = param(32, ge=1)
     # Eval-mode output = mean logit over the image and its mirror (models that accept flip_tta).
     flip_tta: bool = False
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 256
-    lr: float = 0.1  # peak learning rate of the schedule
-    momentum: float = 0.9
+    epochs: int = param(10, ge=1)
+    batch_size: int = param(256, ge=1)
+    # Peak learning rate of the schedule. At most 10: the linear-scaling rule (0.1 per 256 samples,
+    # Goyal et al. 2017) gives 3.2 even at batch 8192, so a larger value is a typo (1e4), not a recipe.
+    lr: float = param(0.1, gt=0, le=10)
+    momentum: float = param(0.9, ge=0, lt=1)  # momentum >= 1 makes SGD's velocity grow without bound
     nesterov: bool = True
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.0
-    schedule: str = "onecycle"  # onecycle (linear warm-up, linear decay) | cosine | multistep | constant
-    warmup_fraction: float = 0.2  # share of steps spent warming up (onecycle and cosine)
+    # Added to the gradient (coupled decay): lr * weight_decay >= 1 would flip every weight's sign per step.
+    weight_decay: float = param(5e-4, ge=0, le=1)
+    label_smoothing: float = param(0.0, ge=0, lt=1)  # 1 would make every target uniform
+    # onecycle (linear warm-up, linear decay) | cosine | multistep (x0.1 at `milestones`) | constant
+    schedule: str = param("onecycle", choices=("onecycle", "cosine", "multistep", "constant"))
+    warmup_fraction: float = param(0.2, ge=0, lt=1)  # share of steps spent warming up (onecycle and cosine)
     milestones: str = ""  # multistep: epochs at which the LR is multiplied by 0.1, e.g. "91,136"
-    crop_padding: int = 4  # random-crop padding in pixels; 0 disables the crop
+    crop_padding: int = param(4, ge=0)  # random-crop padding in pixels; 0 disables the crop
     flip: bool = True  # random horizontal flips (off for digits: a flipped 2 is not a 2)
-    eval_batch_size: int = 1024
+    eval_batch_size: int = param(1024, ge=1)
     # Per-epoch validation on this many held-out samples (0 = all of them): a progress signal only,
     # so on a CPU budget it need not cost a full pass per epoch. Final metrics always use all.
-    val_probe: int = 0
+    val_probe: int = param(0, ge=0)
 
     def milestone_fractions(self) -> tuple[float, ...]:
         """`milestones` as fractions of the run (what the schedule needs); a bad entry is a user error."""
@@ -82,7 +87,7 @@ class RuntimeConfig:
 @dataclass
 class RunConfig:
     preset: str = "digits"
-    seed: int = 0  # fixes the split, the initial weights and the augmentation order
+    seed: int = param(0, ge=0, le=2**32 - 1)  # (numpy's seed range) fixes the split, the initial weights and the augmentation order
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -325,32 +330,21 @@ def copy_config(cfg: RunConfig) -> RunConfig:
     return copy.deepcopy(cfg)
 
 
+# Single-field ranges and choices are declared on the fields themselves (`param(...)`, checked by
+# `check_fields`: finite, bounds, choices); these are the rules a declaration cannot express.
 _CHOICES = {
-    "train.schedule": ("onecycle", "cosine", "multistep", "constant"),
     "runtime.precision": ("auto", "fp32", "bf16"),
 }
-_POSITIVE = ("train.epochs", "train.batch_size", "train.eval_batch_size", "train.lr", "model.width")
-_UNIT_INTERVAL = ("data.val_fraction", "data.test_fraction")  # open interval (0, 1)
 
 
 def validate(cfg: RunConfig) -> RunConfig:
-    """Range and choice checks that types alone cannot express."""
+    """Every value in its declared range (one line naming the setting), then the cross-field rules."""
+    check_fields(cfg)
     flat = flatten(cfg)
     for key, choices in _CHOICES.items():
         if flat[key] not in choices:
             raise UnlearnkitError(f"{key}={flat[key]!r} is not valid; choose one of: {', '.join(choices)}")
-    for key in _POSITIVE:
-        if not flat[key] > 0:
-            raise UnlearnkitError(f"{key} must be > 0, got {flat[key]!r}")
-    for key in _UNIT_INTERVAL:
-        if not 0 < flat[key] < 1:
-            raise UnlearnkitError(f"{key} must be between 0 and 1 (exclusive), got {flat[key]!r}")
-    for key in ("train.weight_decay", "train.momentum", "train.label_smoothing", "train.crop_padding", "train.val_probe"):
-        if flat[key] < 0:
-            raise UnlearnkitError(f"{key} must be >= 0, got {flat[key]!r}")
-    if not 0 <= cfg.train.warmup_fraction < 1:
-        raise UnlearnkitError(f"train.warmup_fraction must be in [0, 1), got {cfg.train.warmup_fraction!r}")
-    cfg.train.milestone_fractions()  # raises on a malformed list
+    cfg.train.milestone_fractions()  # raises on a malformed list (a cross-field rule: needs train.epochs)
     dev = cfg.runtime.device
     if not (dev in ("auto", "cpu", "cuda", "mps") or dev.startswith("cuda:")):
         raise UnlearnkitError(f"runtime.device={dev!r} is not valid; use auto, cpu, cuda, cuda:N or mps")

@@ -19,12 +19,28 @@ from helpers import assert_one_line_error, run_cli
         (["--data", "/no/such/dir"], "/no/such/dir"),
         (["--preset", "cifar10-cpu"], "needs a dataset: pass --data"),
         (["--resume"], "holds no started run"),
+        # Issue #13: each reached a traceback (or a diverging run) before the declared ranges.
+        (["--set", "train.lr=inf"], "train.lr=inf is out of range: it must be a finite number"),
+        (["--set", "train.lr=1e4"], r"train.lr=10000.0 is out of range: it must be in \(0, 10\]"),
+        (["--set", "train.momentum=nan"], "train.momentum=nan is out of range: it must be a finite number"),
+        (["--set", "train.weight_decay=nan"], "train.weight_decay=nan is out of range: it must be a finite number"),
+        (["--set", "train.label_smoothing=2"], r"train.label_smoothing=2.0 is out of range: it must be in \[0, 1\)"),
+        (["--seed", "-1"], "seed=-1 is out of range"),
     ],
 )
 def test_train_bad_input(capsys, tmp_path, args, pattern):
     out = tmp_path / "run"
     code, _, err = run_cli(capsys, "train", "--out", str(out), *args)
     assert_one_line_error(code, err, pattern)
+    assert not out.exists()
+
+
+def test_a_diverging_training_is_one_line_naming_the_setting_and_leaves_nothing(capsys, tmp_path, cache_dir):
+    # In range, but lr * weight_decay = 10 with momentum 0.99 blows the weights up within an epoch.
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--out", out, "--set", "train.epochs=1", "--set", "train.lr=10",
+                           "--set", "train.momentum=0.99", "--set", "train.weight_decay=1", "--set", "train.schedule=constant")
+    assert_one_line_error(code, err, r"training diverged \(loss became nan\) with train.lr=10; lower train.lr .* was removed")
     assert not out.exists()
 
 

@@ -28,9 +28,21 @@ def test_set_overrides_are_typed():
         ("train.flip=maybe", "train.flip expects true or false"),
         ("train=3", "'train' is a section"),
         ("train.epochs", "not KEY=VALUE"),
-        ("train.schedule=linear", "train.schedule='linear' is not valid"),
-        ("data.val_fraction=1.5", "data.val_fraction must be between 0 and 1"),
-        ("train.epochs=0", "train.epochs must be > 0"),
+        ("train.schedule=linear", "train.schedule='linear' is out of range: it must be one of onecycle, cosine, constant"),
+        ("data.val_fraction=1.5", r"data.val_fraction=1.5 is out of range: it must be in \(0, 1\)"),
+        ("train.epochs=0", "train.epochs=0 is out of range: it must be >= 1"),
+        # Non-finite values pass `x < 0` checks (NaN compares false): the declared ranges reject them.
+        ("train.lr=inf", "train.lr=inf is out of range: it must be a finite number"),
+        ("train.lr=1e4", r"train.lr=10000.0 is out of range: it must be in \(0, 10\]"),
+        ("train.momentum=nan", "train.momentum=nan is out of range: it must be a finite number"),
+        ("train.momentum=1", r"train.momentum=1.0 is out of range: it must be in \[0, 1\)"),
+        ("train.weight_decay=nan", "train.weight_decay=nan is out of range"),
+        ("train.weight_decay=-1e-4", "train.weight_decay=-0.0001 is out of range"),
+        ("train.label_smoothing=2", r"train.label_smoothing=2.0 is out of range: it must be in \[0, 1\)"),
+        ("train.warmup_fraction=1", "train.warmup_fraction=1.0 is out of range"),
+        ("train.val_probe=-1", "train.val_probe=-1 is out of range: it must be >= 0"),
+        ("model.width=0", "model.width=0 is out of range"),
+        ("seed=-1", r"seed=-1 is out of range: it must be in \[0, 4294967295\]"),
         ("runtime.device=tpu", "runtime.device='tpu' is not valid"),
     ],
 )
@@ -59,3 +71,14 @@ def test_flatten_lists_every_leaf():
     flat = flatten(resolve_config("cifar10-cpu"))
     assert flat["model.width"] == 16 and flat["model.name"] == "resnet18"
     assert all("." in k or k in ("preset", "seed") for k in flat)
+
+
+def test_every_single_value_rule_is_declared_on_its_field():
+    """validate's ranges come from the `param(...)` declarations (one place), not from lists beside them."""
+    from unlearnkit.config import DataConfig, TrainConfig
+    from unlearnkit.params import specs
+
+    train, data = specs(TrainConfig), specs(DataConfig)
+    assert train["lr"].rule() == "in (0, 10]" and train["label_smoothing"].rule() == "in [0, 1)"
+    assert train["schedule"].choices == ("onecycle", "cosine", "constant")
+    assert data["val_fraction"].rule() == "in (0, 1)"

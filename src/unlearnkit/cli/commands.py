@@ -81,7 +81,7 @@ def _parse_sets(items: list[str]) -> dict[str, str]:
 
 
 def _forget_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", help="the original run directory (from `unlearnkit train`)")
+    p.add_argument("run", help="the run to forget from: a trained run, or an unlearned one (its forget set is kept)")
     p.add_argument("--method", required=True, help="unlearning method (see `unlearnkit methods`)")
     p.add_argument("--forget", required=True, metavar="SPEC",
                    help="random:<count|fraction>, class:<name|index>[,...] or ids:<file>")
@@ -90,7 +90,8 @@ def _forget_args(p: argparse.ArgumentParser) -> None:
                    help="override a method hyperparameter, e.g. --set method.lr=0.01 (repeatable)")
     p.add_argument("--data", help="dataset path, if it moved since training (must be the same data)")
     p.add_argument("--seed", type=int, help="seed for the method's randomness (default: the run's seed)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted retrain in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run of the same job in --out (same run, method, --forget, --set, --seed)")
 
 
 @command("forget", "Unlearn a forget set from a trained run with one method; writes a new run directory.")
@@ -132,7 +133,8 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/demo", help="folder for the demo's run directories (default: runs/demo)")
     p.add_argument("--preset", default="digits", help="preset to train (default: digits, the embedded set)")
     p.add_argument("--data", help="dataset for presets that need one")
-    p.add_argument("--forget", default="random:0.1", metavar="SPEC", help="forget request (default: random:0.1)")
+    p.add_argument("--forget", default="class:3", metavar="SPEC",
+                   help="forget request (default: class:3, a whole digit: what retraining forgets is plain to see)")
     p.add_argument("--methods", default="all", help="comma-separated methods, or all (default)")
 
 

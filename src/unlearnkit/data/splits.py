@@ -62,7 +62,27 @@ class Split:
         return np.asarray(self.bundle.superclass_of, dtype=np.int64)[self.part(name).labels]
 
     def with_forget(self, spec: str) -> "Split":
-        return replace(self, forget_idx=select_forget(self, spec), forget_spec=spec)
+        """This split with `spec` forgotten too: the forget set is the union of every request.
+
+        Forgetting is cumulative (a data-deletion request is never undone): on a split that has
+        already forgotten samples (an unlearned run's), the new request is added to them and
+        retain never regains one. `forget_spec` records the requests joined with " + ".
+        """
+        chosen = select_forget(self, spec)
+        if len(self.forget_idx) == 0:
+            return replace(self, forget_idx=chosen, forget_spec=spec)
+        union = np.union1d(self.forget_idx, chosen).astype(np.int64)
+        if len(union) == len(self.forget_idx):
+            raise UnlearnkitError(
+                f"forget spec {spec!r} selects only samples this run has already forgotten ({self.forget_spec}); "
+                "nothing new to forget — choose other samples"
+            )
+        if len(union) >= len(self.train_idx):
+            raise UnlearnkitError(
+                f"forget spec {spec!r} together with the samples already forgotten ({self.forget_spec}) covers the "
+                f"whole training set ({len(union)} samples); nothing would remain to retain"
+            )
+        return replace(self, forget_idx=union, forget_spec=f"{self.forget_spec} + {spec}")
 
     def manifest(self) -> dict:
         ids = self.bundle.train.ids

@@ -15,10 +15,11 @@ import torch
 from torch import nn
 
 from unlearnkit.config import TrainConfig
-from unlearnkit.data.splits import Split
+from unlearnkit.data.splits import Split, select_forget
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods.base import MethodContext, get_method, make_hparams
-from unlearnkit.runs import CHECKPOINT_FILE, MODEL_FILE, environment, prepare_out_dir, save_model
+from unlearnkit.provenance import check_same_job, describe, lineage_root, model_sha256, sha256_ids, sha256_json
+from unlearnkit.runs import CHECKPOINT_FILE, MODEL_FILE, RunDir, environment, prepare_out_dir, save_model
 from unlearnkit.training.data import Normalizer, TensorSet
 from unlearnkit.training.loop import DivergedError, predict_logits
 from unlearnkit.training.runtime import Runtime
@@ -101,56 +102,62 @@ def forget_run(
     data: str | None = None,
     seed: int | None = None,
     resume: bool = False,
+    reuse: bool = False,
 ) -> dict[str, Any]:
     """Unlearn `forget` from the finished run at `run_path` with `method`; write a new run directory at `out`.
 
     Everything is validated (method, hyperparameters, run, forget spec, output directory)
-    before `out` is created; the original run directory is only read.
+    before `out` is created; the parent run directory is only read.
+
+    Forgetting is cumulative: from an unlearned run, the new run forgets the union of every
+    request along the lineage (`Split.with_forget`). run.json records what the run is with content
+    hashes (`unlearnkit.provenance`). `resume` continues only the same job (same parent and parent
+    model, method, forget set, hyperparameters and seed) and refuses a finished one; `reuse`
+    (the demo) also returns a finished run of the same job as it is, without redoing it.
     """
     from unlearnkit.training.pipeline import evaluate_parts, load_run  # noqa: PLC0415  (avoid an import cycle)
 
     cls = get_method(method)
     hp = make_hparams(method, hparams)
-    original_run = load_run(run_path, data=data)
+    if seed is not None and seed < 0:
+        raise UnlearnkitError(f"--seed {seed} is negative; give a seed >= 0 (or none: the run's own seed)")
+    parent_run = load_run(run_path, data=data)
     if cls.exact:
         from unlearnkit.importer import require_recipe  # noqa: PLC0415
 
-        require_recipe(original_run.info, f"run {original_run.dir.path}")
-    split = original_run.split.with_forget(forget)
+        require_recipe(parent_run.info, f"run {parent_run.dir.path}")
+    split = parent_run.split.with_forget(forget)
     out = Path(out)
-    if out.resolve() == original_run.dir.path.resolve():
-        raise UnlearnkitError(f"--out {out} is the original run; choose a new directory so the original stays untouched")
+    if out.resolve() == parent_run.dir.path.resolve():
+        raise UnlearnkitError(f"--out {out} is the parent run; choose a new directory so the parent stays untouched")
+    seed = parent_run.config.seed if seed is None else seed
+    record = _job_record(parent_run, cls, method, hp, split, forget, seed)
+    if resume or (reuse and (out / "run.json").is_file()):
+        recorded = check_same_job(out, record, action="--resume" if resume else "demo")
+        if RunDir(out).finished:  # model + metrics, written last (a kill before them leaves it resumable)
+            if reuse:
+                return {"run_dir": str(out), "method": method, "hparams": dataclasses.asdict(hp),
+                        **RunDir(out).read_json("metrics.json")}
+            raise UnlearnkitError(
+                f"--resume: {out} is already finished ({describe(recorded)}); nothing to resume — "
+                f"audit it with `unlearnkit audit {out}`, or choose a new --out to run it again"
+            )
+        resume = True
     run = prepare_out_dir(out, resume=resume)
-    model = original_run.load_model()
-    seed = original_run.config.seed if seed is None else seed
-    rt = original_run.runtime
+    model = parent_run.load_model()
+    rt = parent_run.runtime
     if rt.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(rt.device)
 
     out.mkdir(parents=True, exist_ok=True)
-    cfg = original_run.config.to_dict()
-    run.write_json("config.json", cfg)
+    run.write_json("config.json", parent_run.config.to_dict())  # the root's recipe, carried down the lineage
     run.write_json("split.json", split.manifest())
-    record = {
-        "kind": "unlearned",
-        "status": "running",
-        "parent": str(original_run.dir.path.resolve()),
-        "method": method,
-        "exact": cls.exact,
-        "hparams": dataclasses.asdict(hp),
-        "forget_spec": forget,
-        "seed": seed,
-        "dataset": original_run.info["dataset"],
-        "normalizer": original_run.info["normalizer"],
-        "environment": environment(),
-        "runtime": rt.describe(),
-    }
     run.write_json("run.json", record)
     t0 = time.perf_counter()
     try:
         unlearned = unlearn(
-            model, split, method, normalizer=original_run.normalizer, runtime=rt, recipe=original_run.config.train,
-            model_factory=original_run.fresh_model, seed=seed, checkpoint=run.file(CHECKPOINT_FILE),
+            model, split, method, normalizer=parent_run.normalizer, runtime=rt, recipe=parent_run.config.train,
+            model_factory=parent_run.fresh_model, seed=seed, checkpoint=run.file(CHECKPOINT_FILE),
             **dataclasses.asdict(hp),
         )
     except UnlearnkitError:
@@ -158,16 +165,16 @@ def forget_run(
         shutil.rmtree(out, ignore_errors=True)
         raise
     wall = time.perf_counter() - t0
-    parts = evaluate_parts(unlearned, (split, original_run.normalizer, rt), ("retain", "forget", "val", "test"))
+    parts = evaluate_parts(unlearned, (split, parent_run.normalizer, rt), ("retain", "forget", "val", "test"))
     forget_part = split.part("forget")
-    logits = predict_logits(unlearned, TensorSet.from_numpy(forget_part.images, forget_part.labels, rt), original_run.normalizer, rt)
+    logits = predict_logits(unlearned, TensorSet.from_numpy(forget_part.images, forget_part.labels, rt), parent_run.normalizer, rt)
     conf = torch.softmax(logits, 1).gather(1, torch.as_tensor(forget_part.labels)[:, None]).mean().item()
     metrics = {
         **parts,
         "forget_mean_confidence": round(conf, 4),
         "unlearn_seconds": round(wall, 2),
         "peak_memory_mb": round(peak_memory_mb(rt), 1),
-        "original": {k: original_run.metrics.get(k) for k in ("train_seconds", "test_acc")},
+        "original": {k: parent_run.metrics.get(k) for k in ("train_seconds", "test_acc")},
     }
     save_model(unlearned, run.file(MODEL_FILE), {"method": method, "parent": record["parent"]})
     record["status"] = "finished"
@@ -176,3 +183,38 @@ def forget_run(
     run.write_json("metrics.json", metrics)
     run.file(CHECKPOINT_FILE).unlink(missing_ok=True)
     return {"run_dir": str(out), "method": method, "hparams": dataclasses.asdict(hp), **metrics}
+
+
+def _job_record(parent_run, cls, method: str, hp, split: Split, request: str, seed: int) -> dict[str, Any]:
+    """run.json of an unlearned run: what it is, with the content hashes `--resume` and audits check."""
+    parent_path = parent_run.dir.path.resolve()
+    parent_hash = model_sha256(parent_path)
+    root, root_hash, earlier = lineage_root(parent_path, parent_run.info, parent_hash)
+    ids = split.bundle.train.ids
+    hparams = dataclasses.asdict(hp)
+    record = {
+        "kind": "unlearned",
+        "status": "running",
+        # An exact retrain depends only on the root's recipe and the forget union: its parent is the root.
+        "parent": root if cls.exact else str(parent_path),
+        "parent_model_sha256": root_hash if cls.exact else parent_hash,
+        "original": root,
+        "original_model_sha256": root_hash,
+        "method": method,
+        "exact": cls.exact,
+        "hparams": hparams,
+        "hparams_sha256": sha256_json(hparams),
+        "forget_spec": split.forget_spec,
+        "forget_specs": [*earlier, request],
+        "forget_sha256": sha256_ids(ids[split.forget_idx]),
+        "request_sha256": sha256_ids(ids[select_forget(split, request)]),
+        "seed": seed,
+        "dataset": parent_run.info["dataset"],
+        "normalizer": parent_run.info["normalizer"],
+        "environment": environment(),
+        "runtime": parent_run.runtime.describe(),
+    }
+    if cls.exact and str(parent_path) != root:
+        record["requested_from"], record["requested_from_model_sha256"] = str(parent_path), parent_hash
+    record["provenance"] = describe(record)
+    return record

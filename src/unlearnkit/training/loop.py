@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,16 +142,72 @@ class DivergedError(RuntimeError):
 
 
 def progress(iterable: Iterable, total: int | None, desc: str, **kw) -> tqdm:
-    """The one progress-bar style (ETA, rate, running stats); quiet with UNLEARNKIT_QUIET=1."""
-    return tqdm(
+    """The one progress-bar style (ETA, rate, running stats); quiet with UNLEARNKIT_QUIET=1.
+
+    On a terminal (or in a notebook) the bar redraws in place. When stderr is a file or a pipe
+    (CI logs, `| tee`, a bench job's log) redraws would pile up into one endless line, so the
+    bar draws nothing and prints one line when its loop is finished instead; the epochs of one
+    run (descriptions "retrain 1/15" ... "retrain 15/15") are summed into one line at the last.
+    """
+    quiet = os.environ.get("UNLEARNKIT_QUIET") == "1"
+    cls = _LineBar if not quiet and not _NOTEBOOK and not sys.stderr.isatty() else tqdm
+    return cls(
         iterable,
         total=total,
         desc=desc,
         dynamic_ncols=True,
         mininterval=0.5,
-        disable=os.environ.get("UNLEARNKIT_QUIET") == "1",
+        disable=quiet,
         **{"leave": False, **kw},
     )
+
+
+_NOTEBOOK = any(c.__module__ == "tqdm.notebook" for c in tqdm.__mro__)  # widgets, not a terminal: redraws are fine
+_EPOCH = re.compile(r"^(?P<name>.+) (?P<k>\d+)/(?P<n>\d+)$")
+_epochs: dict[str, list[float]] = {}  # "retrain" -> [first epoch seen, steps, seconds] while its epochs run
+
+
+class _LineBar(tqdm):
+    """A tqdm that never redraws; `close` prints one summary line (or none, mid-way through a run's epochs)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **{**kwargs, "leave": False})  # a left bar would end with a blank line
+        self._first_desc = self.desc  # the audit renames its bar per step; the summary uses the name it started with
+
+    def display(self, *args, **kwargs):  # noqa: D102  (tqdm calls it to redraw: nothing to draw)
+        return None
+
+    def close(self) -> None:
+        if self.disable:
+            return
+        # Closed by an exception (a diverged loss, Ctrl-C): its one-line message says what happened.
+        line = self._summary() if sys.exc_info()[0] is None else None
+        super().close()
+        if line:
+            print(line, file=sys.stderr, flush=True)
+
+    def _summary(self) -> str | None:
+        seconds = self.format_dict["elapsed"]
+        n = self.n
+        postfix = f" ({self.postfix})" if self.postfix else ""
+        m = _EPOCH.match(self._first_desc)
+        if m is None:
+            # A bar with its own format (the bench's, counting estimated cost) has no countable unit.
+            countable = float(n).is_integer() and not self.bar_format
+            count = f"{_count(n, 'step' if self.unit == 'it' else self.unit)} in " if countable else ""
+            return f"{self._first_desc}: {count}{seconds:.1f} s{postfix}"
+        name, k, total = m["name"], int(m["k"]), int(m["n"])
+        first, steps, secs = _epochs.get(name, [k, 0, 0.0]) if k > 1 else [k, 0, 0.0]
+        _epochs[name] = [first, steps + n, secs + seconds]
+        if k < total:
+            return None
+        del _epochs[name]
+        epochs = _count(total, "epoch") if first == 1 else f"epochs {int(first)}-{total}"
+        return f"{name}: {epochs}, {_count(steps + n, 'step')} in {secs + seconds:.1f} s{postfix}"
+
+
+def _count(n: float, unit: str) -> str:
+    return f"{int(n)} {unit}{'' if n == 1 else 's'}"
 
 
 @dataclass

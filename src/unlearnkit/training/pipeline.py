@@ -6,6 +6,7 @@ half-made run directory; the run is marked finished only by its final two files.
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from unlearnkit.methods.api import peak_memory_mb
 from unlearnkit.models import create_model
 from unlearnkit.runs import CHECKPOINT_FILE, MODEL_FILE, RunDir, environment, load_weights, prepare_out_dir, save_model
 from unlearnkit.training.data import Normalizer, TensorSet, stream_seed
-from unlearnkit.training.loop import evaluate, fit
+from unlearnkit.training.loop import DivergedError, evaluate, fit
 from unlearnkit.training.runtime import Runtime
 
 
@@ -147,6 +148,8 @@ def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, wandb: bool 
         run.write_json("run.json", {
             "kind": "original",
             "status": "running",
+            # A trained run is the root of every lineage unlearned from it (unlearnkit.provenance).
+            "provenance": f"trained {cfg.model.name} (width {cfg.model.width}) on {bundle.name}, seed {cfg.seed}",
             "dataset": {"name": bundle.name, "source": str(bundle.source), "fingerprint": bundle.fingerprint,
                         "classes": list(bundle.classes)},
             "normalizer": {"mean": normalizer.mean, "std": normalizer.std},
@@ -169,13 +172,22 @@ def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, wandb: bool 
             logger(history[-1])
 
     t0 = time.perf_counter()
-    history = fit(
-        model, train_set, cfg.train, runtime, normalizer, seed=cfg.seed, val=val_set,
-        checkpoint=run.file(CHECKPOINT_FILE),
-        on_epoch=on_epoch,
-        desc=f"train {cfg.model.name}",
-        val_key=val_key,
-    )
+    try:
+        history = fit(
+            model, train_set, cfg.train, runtime, normalizer, seed=cfg.seed, val=val_set,
+            checkpoint=run.file(CHECKPOINT_FILE),
+            on_epoch=on_epoch,
+            desc=f"train {cfg.model.name}",
+            val_key=val_key,
+        )
+    except DivergedError as exc:
+        # Resuming would replay the same batches into the same NaN, so the run is of no use:
+        # remove it rather than leave a directory that looks resumable.
+        shutil.rmtree(run.path, ignore_errors=True)
+        raise UnlearnkitError(
+            f"training diverged ({exc}) with train.lr={cfg.train.lr:g}; lower train.lr (e.g. --set train.lr="
+            f"{cfg.train.lr / 10:g}) and train again — {run.path} was removed"
+        ) from None
     train_seconds = sum(r["seconds"] for r in history)
     loop_seconds = time.perf_counter() - t0
     final = evaluate_parts(model, (split, normalizer, runtime), ("train", "val", "test"), cfg.train.eval_batch_size)
