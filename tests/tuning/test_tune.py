@@ -149,3 +149,29 @@ def test_export_writes_an_entry_that_forget_runs_pick_up(search, tmp_path, monke
     assert entry["recipe_hash"] == defaults.recipe_hash(_cfg()) and entry["command"] == "unlearnkit tune ..."
     values, source = defaults.resolve("finetune", _cfg(), "class:7")
     assert values == entry["values"] and source["kind"] == "tuned" and source["entry"] == entry["id"]
+
+
+def _counted(folder) -> int:
+    """Trials that ran in the study of a search folder (read straight from its SQLite file)."""
+    import optuna
+
+    study = optuna.load_study(study_name="tune", storage=f"sqlite:///{folder / 'study.db'}")
+    return sum(t.state.name == "COMPLETE" or (t.state.name == "PRUNED" and t.user_attrs.get("reason") != "budget")
+               for t in study.trials)
+
+
+def test_parallel_processes_share_the_study(search):
+    """--jobs 2: two spawned processes draw trials from the one SQLite study until the count is reached."""
+    root, _, _ = search
+    before = _counted(root / "ft")
+    res = tune(_cfg(), "finetune", "class", root / "ft", trials=before + 2, jobs=2, **FAST)
+    assert res.counts["counted"] >= before + 2 and res.counts["running"] == 0
+    assert [r["number"] for r in res.rows] == list(range(len(res.rows)))
+
+
+def test_ray_tasks_share_the_study(search):
+    pytest.importorskip("ray")
+    root, _, _ = search
+    before = _counted(root / "ft")
+    res = tune(_cfg(), "finetune", "class", root / "ft", trials=before + 1, executor="ray", **FAST)
+    assert res.counts["counted"] >= before + 1 and res.counts["running"] == 0

@@ -37,7 +37,8 @@ def tuning_plan(cfg: RunConfig, fingerprint: str, pairs: list[tuple[int, str]], 
         part = build_plan(cfg, fingerprint, methods=methods or [], scenarios=[spec], seeds=[seed], store=store,
                           hparams=hparams, num_cpus=num_cpus)
         for job in part.jobs.values():
-            plan.add(job)
+            if not (job.kind == "audit" and job.spec["method"] == "retrain"):  # the reference against itself: not needed
+                plan.add(job)
     return plan
 
 

@@ -142,7 +142,30 @@ def tune(
     if command:
         study.set_user_attr("command", command)  # the latest invocation: what an exported entry records
 
-    # ---- references, then trials
+    # ---- references, then trials (with Ray: one local instance for all three stages)
+    ray = _start_ray(ray_address) if executor == "ray" else None
+    try:
+        return _search(cfg, bundle, method, out, db, store, settings, seeds, specs, sizes, dists, fixed, budget_ree,
+                       margin, trials, jobs, executor, ray_address, seed_start, heartbeat, export, defaults_dir, study)
+    finally:
+        if ray is not None:
+            ray.shutdown()
+
+
+def _start_ray(address: str | None):
+    """Ray started here (and shut down at the end); None when it was already running."""
+    try:
+        import ray  # noqa: PLC0415  (optional extra)
+    except ImportError:
+        raise UnlearnkitError("--executor ray needs Ray; install it with `pip install unlearnkit[ray]`") from None
+    if ray.is_initialized():
+        return None
+    ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    return ray
+
+
+def _search(cfg, bundle, method, out, db, store, settings, seeds, specs, sizes, dists, fixed, budget_ree, margin, trials,
+            jobs, executor, ray_address, seed_start, heartbeat, export, defaults_dir, study) -> TuneResult:
     refs = build_references(cfg, bundle.fingerprint, list(zip(seeds, specs)), sizes, store, executor, ray_address)
     objective = Objective(method, refs, dists, fixed, cfg.train, budget_ree, margin, out / "trials")
     before = _counts(study)["counted"]
@@ -325,22 +348,14 @@ def _watch(study, trials: int, bar) -> None:
 
 
 def _run_ray(args: list[tuple], threads: int, address: str | None, tick) -> None:
-    try:
-        import ray  # noqa: PLC0415
-    except ImportError:
-        raise UnlearnkitError("--executor ray needs Ray; install it with `pip install unlearnkit[ray]`") from None
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    try:
-        task = ray.remote(_worker).options(num_cpus=threads)
-        pending = [task.remote(*a) for a in args]
-        while pending:
-            _, pending = ray.wait(pending, timeout=1.0)
-            tick()
-    finally:
-        if started_here:
-            ray.shutdown()
+    import ray  # noqa: PLC0415  (started by `tune`)
+
+    task = ray.remote(_worker).options(num_cpus=threads)
+    pending = [task.remote(*a) for a in args]
+    while pending:
+        done, pending = ray.wait(pending, timeout=1.0)
+        ray.get(done)  # a failed task raises here
+        tick()
 
 
 # --------------------------------------------------------------------------- results
