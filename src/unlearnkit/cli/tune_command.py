@@ -39,7 +39,7 @@ def _command_line(args: argparse.Namespace) -> str:
               "--seed-start", str(args.seed_start), "--budget", str(args.budget), "--margin", str(args.margin)]
     for item in args.overrides:
         parts += ["--set", item]
-    parts += ["--out", args.out]
+    parts += ["--out", args.out] + (["--export"] if args.export else [])
     return shlex.join(parts)
 
 

@@ -174,7 +174,7 @@ def _search(cfg, bundle, method, out, db, store, settings, seeds, specs, sizes, 
             _optimize(study, objective, trials)
         else:
             _parallel(db, objective, trials, jobs, seed_start, heartbeat, executor, ray_address, study)
-    shutil.rmtree(out / "trials", ignore_errors=True)
+    _remove_stale_trial_dirs(study, out / "trials")
     counts = _counts(study)
     if counts["budget"] > MAX_BUDGET_SKIPS_PER_TRIAL * trials and counts["counted"] < trials:
         raise UnlearnkitError(
@@ -193,6 +193,17 @@ def _search(cfg, bundle, method, out, db, store, settings, seeds, specs, sizes, 
     if export:
         result.entry, result.entry_path = export_entry(result, cfg, study.user_attrs.get("command", ""), defaults_dir)
     return result
+
+
+def _remove_stale_trial_dirs(study, work: Path) -> None:
+    """A trial removes its run directories itself; a killed one leaves them (a running one, maybe
+    in another process on the same study, keeps them)."""
+    from optuna.trial import TrialState  # noqa: PLC0415
+
+    running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    for d in work.glob("trial*"):
+        if d.name.removeprefix("trial").isdigit() and int(d.name.removeprefix("trial")) not in running:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- study
