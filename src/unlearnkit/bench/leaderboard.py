@@ -75,8 +75,8 @@ def _cell(value: tuple[float, float], fmt: str) -> str:
     return fmt.format(mean) + ("" if math.isnan(half) else " ± " + fmt.format(half))
 
 
-def to_markdown(table: dict[str, list[dict]], header: str, floors: dict[str, Any]) -> str:
-    lines = [header, ""]
+def to_markdown(table: dict[str, list[dict]], header: str, floors: dict[str, Any], notes: list[str] = ()) -> str:
+    lines = [header, ""] + [line for n in notes for line in (n, "")]  # e.g. which tuned defaults, tuned on which seeds
     for scenario, rows in table.items():
         lines += [f"## forget `{scenario}`", "", "| method | n | " + " | ".join(h for _, h, _ in COLUMNS) + " |",
                   "|---|---:|" + "---:|" * len(COLUMNS)]
@@ -162,12 +162,13 @@ def confidence_plot(hists: dict[str, dict[str, np.ndarray]]) -> bytes:
     return out.getvalue()
 
 
-def to_html(markdown_text: str, table: dict[str, list[dict]], images: dict[str, bytes], title: str) -> str:
+def to_html(markdown_text: str, table: dict[str, list[dict]], images: dict[str, bytes], title: str,
+            notes: list[str] = ()) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              "<style>body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
              "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
              "td:first-child,th:first-child{text-align:left}tr.ref{background:#eef6ee}img{max-width:100%}</style>",
-             f"</head><body><h1>{html.escape(title)}</h1>"]
+             f"</head><body><h1>{html.escape(title)}</h1>"] + [f"<p>{html.escape(n)}</p>" for n in notes]
     for scenario, rows in table.items():
         parts.append(f"<h2>forget <code>{html.escape(scenario)}</code></h2><table><tr><th>method</th><th>n</th>"
                      + "".join(f"<th>{html.escape(h)}</th>" for _, h, _ in COLUMNS) + "</tr>")
@@ -186,15 +187,15 @@ def to_html(markdown_text: str, table: dict[str, list[dict]], images: dict[str, 
 
 
 def write_leaderboard(out: Path, table: dict[str, list[dict]], header: str, floors: dict[str, Any],
-                      hists: dict[str, dict[str, np.ndarray]]) -> dict[str, Path]:
-    md = to_markdown(table, header, floors)
+                      hists: dict[str, dict[str, np.ndarray]], notes: list[str] = ()) -> dict[str, Path]:
+    md = to_markdown(table, header, floors, notes)
     images = {"average gap to retraining vs. time": gap_vs_time_plot(table)}
     if hists:
         images["confidence on forget vs. test, per method"] = confidence_plot(hists)
     paths = {"md": out / "leaderboard.md", "csv": out / "leaderboard.csv", "html": out / "leaderboard.html"}
     atomic_write_text(paths["md"], md)
     atomic_write_text(paths["csv"], to_csv(table))
-    atomic_write_text(paths["html"], to_html(md, table, images, header.lstrip("# ").strip()))
+    atomic_write_text(paths["html"], to_html(md, table, images, header.lstrip("# ").strip(), notes))
     for name, png in zip(("gap_vs_time.png", "confidence.png"), images.values()):
         atomic_write_bytes(out / name, png)
     return paths

@@ -17,6 +17,7 @@ from typing import Any
 from unlearnkit.config import RunConfig
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods import get_method, hparam_defaults, list_methods
+from unlearnkit.tuning.defaults import resolve as resolve_defaults
 
 # Rough cost of each job in units of one original training run: used for the plan's estimate.
 # Approximate methods target <= 10% of a retrain; an audit is a few forward passes.
@@ -84,7 +85,7 @@ def build_plan(
     *,
     methods: list[str],
     scenarios: list[str],
-    seeds: int,
+    seeds: int | list[int],
     store: Path,
     hparams: dict[str, dict[str, Any]] | None = None,
     score_models: int = 0,
@@ -94,7 +95,8 @@ def build_plan(
     """Every job of the grid. `score_models` >= 2 adds, for seed 0, that many method/retrain
     runs with different method seeds on the same original and forget set — the N unlearned
     and N retrained models that the competition's per-example epsilon score compares."""
-    if seeds < 1:
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)  # a list: e.g. the tuner's seeds 100, 101, ...
+    if not seed_list:
         raise UnlearnkitError(f"--seeds must be >= 1, got {seeds}")
     if not scenarios:
         raise UnlearnkitError("--forget needs at least one scenario, e.g. random:0.1,class:0")
@@ -102,7 +104,7 @@ def build_plan(
     plan = Plan(store=store, config={"recipe": cfg.recipe(), "fingerprint": fingerprint, "methods": methods,
                                      "scenarios": scenarios, "seeds": seeds, "score_models": score_models})
     res = {"num_cpus": num_cpus, "num_gpus": num_gpus}
-    for seed in range(seeds):
+    for seed in seed_list:
         # bf16 and fp32 train different weights, though the recipe (what --resume checks) leaves precision out.
         recipe = {**cfg.recipe(), "seed": seed, "precision": cfg.runtime.precision}
         original = plan.add(Job(
@@ -115,7 +117,8 @@ def build_plan(
                 suffix = f"seed{seed}" + (f"-m{mseed}" if mseed else "")
                 ref = _unlearn_job(plan, original, "retrain", scenario, seed, mseed, suffix, {}, res)
                 for method in methods:
-                    job = _unlearn_job(plan, original, method, scenario, seed, mseed, suffix, hparams.get(method, {}), res)
+                    job = _unlearn_job(plan, original, method, scenario, seed, mseed, suffix, hparams.get(method, {}), res,
+                                       tuned=resolve_defaults(method, cfg, scenario)[0])
                     if mseed == 0:
                         _audit_job(plan, job, ref, original, scenario, method, suffix, res)
                 if mseed == 0:
@@ -124,8 +127,10 @@ def build_plan(
 
 
 def _unlearn_job(plan: Plan, original: Job, method: str, scenario: str, seed: int, mseed: int, suffix: str,
-                 overrides: dict[str, Any], res: dict[str, Any]) -> Job:
-    hp = {**hparam_defaults(method), **{k.removeprefix("method."): v for k, v in overrides.items()}}
+                 overrides: dict[str, Any], res: dict[str, Any], tuned: dict[str, Any] | None = None) -> Job:
+    # The key holds the hyperparameters the run will use: paper defaults, the tuned entry that
+    # forget_run applies for this recipe and scenario (a new entry re-runs the method), --set values.
+    hp = {**hparam_defaults(method), **(tuned or {}), **{k.removeprefix("method."): v for k, v in overrides.items()}}
     kind = "retrain" if method == "retrain" else "method"
     key = content_key({"parent": original.key, "method": method, "hparams": hp, "forget": scenario, "method_seed": mseed})
     return plan.add(Job(

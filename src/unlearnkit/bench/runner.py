@@ -97,7 +97,10 @@ def run_bench(
     skipped = [r for r in results.values() if r["status"] == "skipped"]
     table, floors, hists = aggregate(plan, cfg, score_models)
     header = f"# unlearnkit leaderboard: {cfg.preset}, {len(names)} methods, {seeds} seed(s)"
-    paths = write_leaderboard(out, table, header, floors, hists)
+    from unlearnkit.tuning.defaults import provenance_note  # noqa: PLC0415
+
+    notes = [provenance_note(names, cfg, scenarios, list(range(seeds)))]  # evaluation seeds vs the defaults' tuning seeds
+    paths = write_leaderboard(out, table, header, floors, hists, notes)
     return {"results": results, "failed": failed, "skipped": skipped, "leaderboard": paths, "table": table}
 
 

@@ -126,6 +126,10 @@ def methods_cmd(args: argparse.Namespace) -> int:
         rows.append([name, cls.summary, hp, cls.paper] if args.name else [name, cls.summary, hp])
     cols = ["method", "what it does", "hyperparameters (defaults)"] + (["source"] if args.name else [])
     print_table("unlearning methods (override with --set method.KEY=VALUE)", cols, rows)
+    if args.name:
+        from unlearnkit.tuning.views import print_tuned_defaults  # noqa: PLC0415
+
+        print_tuned_defaults(args.name)
     return 0
 
 

@@ -16,6 +16,7 @@ from unlearnkit.errors import UnlearnkitError
 def build_parser() -> argparse.ArgumentParser:
     from unlearnkit.cli import audit_commands, bench_commands, commands  # noqa: F401,PLC0415  (registers the subcommands)
     from unlearnkit.cli import import_command  # noqa: F401,PLC0415
+    from unlearnkit.cli import tune_command  # noqa: F401,PLC0415
 
     parser = argparse.ArgumentParser(
         prog="unlearnkit", description="Make a trained image classifier forget chosen training examples, and audit it."

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from unlearnkit.config import TrainConfig
+from unlearnkit.config import RunConfig, TrainConfig
 from unlearnkit.data.splits import Split, select_forget
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods.base import MethodContext, get_method, make_hparams
@@ -23,6 +23,7 @@ from unlearnkit.runs import CHECKPOINT_FILE, MODEL_FILE, RunDir, environment, pr
 from unlearnkit.training.data import Normalizer, TensorSet
 from unlearnkit.training.loop import DivergedError, predict_logits
 from unlearnkit.training.runtime import Runtime
+from unlearnkit.tuning import defaults as tuning_defaults
 
 
 def unlearn(
@@ -32,7 +33,7 @@ def unlearn(
     *,
     normalizer: Normalizer | None = None,
     runtime: Runtime | None = None,
-    recipe: TrainConfig | None = None,
+    recipe: TrainConfig | RunConfig | None = None,
     model_factory=None,
     seed: int = 0,
     checkpoint: Path | None = None,
@@ -45,7 +46,9 @@ def unlearn(
     architecture; `retrain` needs them to match the original run (the CLI passes them).
     """
     cls = get_method(method)
-    hp = make_hparams(method, hparams)
+    # A RunConfig as `recipe` (e.g. `run.config`) also selects the tuned defaults for its preset and recipe.
+    hp, _ = tuning_defaults.hparams_for(method, recipe, split.forget_spec, hparams)
+    recipe = getattr(recipe, "train", recipe)
     if len(split.forget_idx) == 0:
         raise UnlearnkitError("the split has no forget set; select one with split.with_forget('random:0.1') or --forget")
     runtime = runtime or Runtime.from_config()
@@ -127,11 +130,14 @@ def forget_run(
 
         require_recipe(parent_run.info, f"run {parent_run.dir.path}")
     split = parent_run.split.with_forget(forget)
+    # Tuned defaults for this recipe and scenario kind (else the paper's), then --set; run.json says which.
+    hp, hp_source = tuning_defaults.hparams_for(method, parent_run.config, forget, hparams)
     out = Path(out)
     if out.resolve() == parent_run.dir.path.resolve():
         raise UnlearnkitError(f"--out {out} is the parent run; choose a new directory so the parent stays untouched")
     seed = parent_run.config.seed if seed is None else seed
     record = _job_record(parent_run, cls, method, hp, split, forget, seed)
+    record["hparams_source"] = hp_source
     if resume or (reuse and (out / "run.json").is_file()):
         recorded = check_same_job(out, record, action="--resume" if resume else "demo")
         if RunDir(out).finished:  # model + metrics, written last (a kill before them leaves it resumable)
@@ -182,7 +188,8 @@ def forget_run(
     run.write_json("run.json", record)
     run.write_json("metrics.json", metrics)
     run.file(CHECKPOINT_FILE).unlink(missing_ok=True)
-    return {"run_dir": str(out), "method": method, "hparams": dataclasses.asdict(hp), **metrics}
+    return {"run_dir": str(out), "method": method, "hparams": dataclasses.asdict(hp), "hparams_source": hp_source["summary"],
+            **metrics}
 
 
 def _job_record(parent_run, cls, method: str, hp, split: Split, request: str, seed: int) -> dict[str, Any]:

@@ -1,0 +1,175 @@
+"""Tuned defaults that ship with the package: lookup, provenance, export.
+
+One JSON file per preset in this folder (`digits.json`, ...), each a list of entries written by
+`unlearnkit tune ... --export`. An entry applies to a run when the method and scenario kind match
+AND the run's preset and recipe hash match the entry's: the hash covers the recipe fields that
+determine the trained weights (`recipe_hash`), so a changed recipe (another epoch count,
+width, lr, precision, ...) never silently picks up a stale entry; it falls back to the paper
+defaults and says so. Nothing here imports Optuna: `forget_run` calls `resolve` on every run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.tuning.scenarios import kind_of
+
+DEFAULTS_DIR = Path(__file__).resolve().parent
+FORMAT = 1
+# Settings that change speed or reporting but not the trained weights (left out of the hash).
+_NOT_WEIGHTS = {"seed", "preset", "data.source", "data.labels_csv", "data.download", "train.eval_batch_size",
+                "train.val_probe", "runtime.device", "runtime.channels_last"}
+
+
+def _config_dict(config: Any) -> dict[str, Any] | None:
+    if config is None:
+        return None
+    if dataclasses.is_dataclass(config):
+        return dataclasses.asdict(config)
+    return dict(config)
+
+
+def weight_recipe(config: Any) -> dict[str, Any]:
+    """The flat `section.key -> value` settings of a run config that determine its weights.
+
+    The seed is left out (tuned defaults are for a recipe over many seeds), and so is the
+    dataset path (a preset names its dataset; paths differ between machines).
+    """
+    flat: dict[str, Any] = {}
+
+    def walk(d: dict[str, Any], prefix: str) -> None:
+        for k, v in d.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}.")
+            elif f"{prefix}{k}" not in _NOT_WEIGHTS:
+                flat[f"{prefix}{k}"] = v
+
+    walk(_config_dict(config), "")
+    return dict(sorted(flat.items()))
+
+
+def recipe_hash(config: Any) -> str:
+    return hashlib.sha256(json.dumps(weight_recipe(config), sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _preset_of(config: Any) -> str | None:
+    d = _config_dict(config)
+    return d.get("preset") if d and "train" in d else None  # a bare TrainConfig names no preset
+
+
+def entries(preset: str, directory: Path | None = None) -> list[dict[str, Any]]:
+    path = (directory or DEFAULTS_DIR) / f"{preset}.json"
+    if not path.is_file():
+        return []
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UnlearnkitError(f"tuned defaults file {path} is not valid JSON ({exc}); restore it from git") from None
+    return list(doc.get("entries", []))
+
+
+def all_entries(method: str | None = None, directory: Path | None = None) -> list[dict[str, Any]]:
+    out = []
+    for path in sorted((directory or DEFAULTS_DIR).glob("*.json")):
+        out += [e for e in entries(path.stem, directory) if method is None or e["method"] == method]
+    return out
+
+
+def find(method: str, preset: str, kind: str, rhash: str, directory: Path | None = None) -> dict[str, Any] | None:
+    for e in entries(preset, directory):
+        if e["method"] == method and e["kind"] == kind and e["recipe_hash"] == rhash:
+            return e
+    return None
+
+
+def resolve(method: str, config: Any, forget_spec: str | None, directory: Path | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(values, source): the tuned values that apply to this run (empty: paper defaults) and why.
+
+    `config` is the original run's RunConfig (or its config.json dict); a bare TrainConfig or None
+    names no preset, so the paper defaults apply. `source` is JSON-ready: {"kind": "tuned",
+    "entry": id, "command": ..., "seeds": [...]} or {"kind": "paper", "reason": ...}.
+    """
+    preset = _preset_of(config)
+    kind = kind_of(forget_spec)
+    if preset is None:
+        return {}, {"kind": "paper", "reason": "no preset recipe given (tuned defaults match on a run's preset and recipe)"}
+    if kind is None:
+        return {}, {"kind": "paper", "reason": f"forget request {forget_spec!r} has no tuning kind"}
+    rhash = recipe_hash(config)
+    entry = find(method, preset, kind, rhash, directory)
+    if entry is None:
+        others = [e for e in entries(preset, directory) if e["method"] == method and e["kind"] == kind]
+        why = (f"tuned entry {others[0]['id']} was made for another {preset} recipe (hash {others[0]['recipe_hash']}, "
+               f"this run's is {rhash})") if others else f"no tuned entry for {method} on {preset} / {kind}"
+        return {}, {"kind": "paper", "reason": why}
+    from unlearnkit.methods.base import make_hparams  # noqa: PLC0415
+
+    try:
+        make_hparams(method, entry["values"])
+    except UnlearnkitError as exc:  # the method's hyperparameters changed since the entry was made
+        return {}, {"kind": "paper", "reason": f"tuned entry {entry['id']} no longer fits {method}: {exc}"}
+    return dict(entry["values"]), {"kind": "tuned", "entry": entry["id"], "command": entry["command"],
+                                   "seeds": entry["seeds"], "recipe_hash": rhash}
+
+
+def hparams_for(method: str, config: Any, forget_spec: str | None, overrides: dict[str, Any] | None = None):
+    """The method's hyperparameters for a run — tuned entry (or paper defaults), then the user's
+    `--set` values on top — and the provenance record run.json keeps: which source each field came from."""
+    from unlearnkit.methods.base import hparam_defaults, make_hparams  # noqa: PLC0415
+
+    values, source = resolve(method, config, forget_spec)
+    overrides = {k.removeprefix("method."): v for k, v in (overrides or {}).items()}
+    hp = make_hparams(method, {**values, **overrides})
+    fields = {name: "set" if name in overrides else source["kind"] if name in values else "paper"
+              for name in hparam_defaults(method)}
+    base = (f"tuned entry {source['entry']} ({source['command']})" if source["kind"] == "tuned"
+            else f"paper defaults ({source['reason']})")
+    user = sorted(k for k, v in fields.items() if v == "set")
+    summary = base + (f"; --set {', '.join(user)}" if user else "")
+    return hp, {**source, "fields": fields, "summary": summary}
+
+
+def write_entry(entry: dict[str, Any], directory: Path | None = None) -> Path:
+    """Add `entry` to its preset's file, replacing the one for the same (method, kind, recipe hash)."""
+    from unlearnkit.runs import atomic_write_text  # noqa: PLC0415
+
+    path = (directory or DEFAULTS_DIR) / f"{entry['preset']}.json"
+    kept = [e for e in entries(entry["preset"], directory)
+            if (e["method"], e["kind"], e["recipe_hash"]) != (entry["method"], entry["kind"], entry["recipe_hash"])]
+    kept.append(entry)
+    kept.sort(key=lambda e: (e["method"], e["kind"], e["recipe_hash"]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({"format": FORMAT, "entries": kept}, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def entry_id(method: str, preset: str, kind: str, rhash: str) -> str:
+    return f"{preset}/{kind}/{method}@{rhash[:8]}"
+
+
+def provenance_note(methods: list[str], config: Any, scenarios: list[str], eval_seeds: list[int]) -> str:
+    """One line for a leaderboard header: which tuned defaults it used and whether their tuning
+    seeds are disjoint from the evaluation seeds."""
+    used: dict[str, dict[str, Any]] = {}
+    for method in methods:
+        for scenario in scenarios:
+            _, source = resolve(method, config, scenario)
+            if source["kind"] == "tuned":
+                used[source["entry"]] = source
+    if not used:
+        return "Hyperparameters: paper defaults (no tuned entry matches this recipe)."
+    untuned = sorted({m for m in methods for sc in scenarios if resolve(m, config, sc)[1]["kind"] != "tuned"})
+    rest = f"; paper defaults for {', '.join(untuned)}" if untuned else ""
+    tuning = sorted({s for src in used.values() for s in src["seeds"]})
+    overlap = sorted(set(tuning) & set(eval_seeds))
+    names = ", ".join(sorted(used))
+    if overlap:
+        return (f"WARNING: evaluation seeds {overlap} overlap the tuning seeds of the tuned defaults used ({names}); "
+                "these rows are not an honest evaluation.")
+    return (f"Tuned defaults used: {names}; their tuning seeds ({', '.join(map(str, tuning))}) are disjoint from "
+            f"the evaluation seeds ({', '.join(map(str, eval_seeds))}){rest}.")

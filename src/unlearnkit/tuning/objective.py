@@ -1,0 +1,141 @@
+"""One trial: run the method on every tuning forget set, audit it against that set's retrained
+model, and score it.
+
+The score is the audit's own average gap to retraining (`AuditResult.avg_gap`: mean |method -
+retrain| over UA, RA, TA and MIA-efficacy), averaged over the tuning sets. The gap alone rewards
+a wrecked model (a gradient-ascent run that drops retain accuracy to 34% can match a retrained
+model's forget accuracy better than one that keeps 99.5%), so utility is a constraint: a trial
+whose mean RA or TA is more than `margin` points below retraining is infeasible (TPE's
+`constraints_func`, and `best` picks among feasible trials only). Over-budget settings never run.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.tuning.references import Reference
+from unlearnkit.tuning.space import suggest
+
+def _has_set_constraint() -> bool:
+    import optuna  # noqa: PLC0415
+
+    return hasattr(optuna.trial.Trial, "set_constraint")
+
+
+SET_CONSTRAINT = _has_set_constraint()
+
+# Why a trial was pruned (user attribute "reason"); only "budget" trials cost nothing and do not
+# count towards --trials.
+BUDGET, MEDIAN, ERROR = "budget", "median", "error"
+
+
+@dataclass
+class Objective:
+    method: str
+    references: list[Reference]
+    dists: dict[str, Any]
+    fixed: dict[str, Any]  # the non-tunable hyperparameters (paper defaults)
+    recipe: Any  # TrainConfig of the originals
+    budget_ree: float | None  # None: no budget
+    margin: float
+    work: Path  # trial run directories (removed after each set)
+    data: str | None = None
+    _cls: Any = field(default=None, repr=False)
+
+    def cost(self, values: dict[str, Any]) -> float | None:
+        return estimate_cost(self.method, {**self.fixed, **values}, [r.sizes for r in self.references], self.recipe)
+
+    def __call__(self, trial) -> float:
+        import optuna  # noqa: PLC0415
+
+        from unlearnkit.audit import audit  # noqa: PLC0415
+        from unlearnkit.methods import forget_run  # noqa: PLC0415
+
+        values = {name: suggest(trial, name, dist) for name, dist in self.dists.items()}
+        cost = self.cost(values)
+        trial.set_user_attr("cost_ree", cost)
+        trial.set_user_attr("cost_share", None if cost is None else cost / self.recipe.epochs)
+        if self.budget_ree is not None and cost is not None and cost > self.budget_ree:
+            trial.set_user_attr("reason", BUDGET)
+            raise optuna.TrialPruned(f"estimated cost {cost:.3g} REE exceeds the budget of {self.budget_ree:.3g} REE")
+        per_set: list[dict[str, Any]] = []
+        for i, ref in enumerate(self.references):
+            run_dir = self.work / f"trial{trial.number:04d}" / f"set{i}"
+            shutil.rmtree(run_dir, ignore_errors=True)
+            try:
+                forget_run(ref.original, self.method, ref.forget, run_dir, hparams={**self.fixed, **values}, data=self.data)
+                result = audit(run_dir, reference=ref.retrain, original=False, data=self.data, write=False, plots=False)
+            except UnlearnkitError as exc:  # e.g. the method diverged at these settings: a bad point, not a crash
+                trial.set_user_attr("reason", ERROR)
+                trial.set_user_attr("error", str(exc))
+                raise optuna.TrialPruned(f"set {i} ({ref.forget}, seed {ref.seed}): {exc}") from None
+            finally:
+                shutil.rmtree(run_dir.parent, ignore_errors=True)
+            per_set.append(set_row(ref, result.against_retraining))
+            trial.set_user_attr("sets", per_set)
+            # Prune between forget sets on the running score, penalised like the constraint, so a
+            # wrecked model (small gap, lost utility) is not what survives.
+            trial.report(penalised(per_set, self.margin), step=i)
+            if i + 1 < len(self.references) and trial.should_prune():
+                trial.set_user_attr("reason", MEDIAN)
+                raise optuna.TrialPruned(f"running score {penalised(per_set, self.margin):.3g} after {i + 1} set(s) is worse than the median")
+        summary = summarise(per_set, self.margin)
+        for k, v in summary.items():
+            trial.set_user_attr(k, v)
+        if SET_CONSTRAINT:
+            trial.set_constraint("ra_drop", summary["constraints"][0])
+            trial.set_constraint("ta_drop", summary["constraints"][1])
+        return summary["avg_gap"]
+
+
+def estimate_cost(method: str, values: dict[str, Any], sizes: list[dict[str, int]], recipe) -> float | None:
+    """Estimated REE of these values on the largest tuning forget set (None: the method does not say)."""
+    from unlearnkit.methods.base import get_method, make_hparams  # noqa: PLC0415
+
+    hp = make_hparams(method, values)
+    costs = [get_method(method)().cost(hp, n, recipe) for n in sizes]
+    return None if any(c is None for c in costs) else max(costs)
+
+
+def set_row(ref: Reference, against: dict[str, Any]) -> dict[str, Any]:
+    g = against["gaps"]
+    return {
+        "seed": ref.seed, "forget": ref.forget, "avg_gap": against["avg_gap"],
+        **{k: g[k]["unlearned"] for k in ("UA", "RA", "TA")}, "MIA": g["MIA-efficacy"]["unlearned"],
+        **{f"{k}_retrain": g[k]["retrained"] for k in ("UA", "RA", "TA")}, "MIA_retrain": g["MIA-efficacy"]["retrained"],
+        "seconds": against["unlearn_seconds"], "time_ratio": against["time_ratio"],
+    }
+
+
+def _mean(xs: list[float | None]) -> float | None:
+    xs = [x for x in xs if x is not None and not math.isnan(x)]
+    return sum(xs) / len(xs) if xs else None
+
+
+def summarise(per_set: list[dict[str, Any]], margin: float) -> dict[str, Any]:
+    """Means over the tuning sets; `constraints` <= 0 means feasible (RA, TA within `margin` of retraining)."""
+    ra_drop = _mean([r["RA_retrain"] - r["RA"] for r in per_set])
+    ta_drop = _mean([r["TA_retrain"] - r["TA"] for r in per_set])
+    return {
+        "avg_gap": _mean([r["avg_gap"] for r in per_set]),
+        "ra_drop": ra_drop, "ta_drop": ta_drop,
+        "constraints": [ra_drop - margin, ta_drop - margin],
+        "feasible": ra_drop <= margin and ta_drop <= margin,
+        "time_ratio": _mean([r["time_ratio"] for r in per_set]),
+    }
+
+
+def penalised(per_set: list[dict[str, Any]], margin: float) -> float:
+    s = summarise(per_set, margin)
+    return s["avg_gap"] + sum(max(0.0, c) for c in s["constraints"])
+
+
+def constraints(frozen_trial) -> list[float]:
+    """TPE's constraints_func: the stored violations (pruned trials have none: counted as feasible
+    here, they already sit with the worst trials)."""
+    return list(frozen_trial.user_attrs.get("constraints", [0.0, 0.0]))

@@ -1,0 +1,91 @@
+"""Scenario kinds a search tunes for, the tuning seeds, and the forget set of each tuning seed.
+
+A tuned default is for a KIND of request, not one forget set: `random` (a random share of the
+members) and `class` (one whole class). Each tuning forget set has its own seed — its own
+original model, split and, for `class`, its own class — so the search cannot fit one draw.
+Forget requests of other kinds map onto these for the defaults lookup (`ids:` files are
+arbitrary member subsets: the `random` entry).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from unlearnkit.errors import UnlearnkitError
+
+# The bench and leaderboards evaluate on seeds 0, 1, 2, ...; tuning uses seeds from 100 on, so
+# tuned defaults are never evaluated on their own tuning forget sets (the search refuses lower seeds).
+FIRST_TUNING_SEED = 100
+EVALUATION_SEEDS = range(0, FIRST_TUNING_SEED)
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    default_arg: str | None  # e.g. "0.1" for random; None: the kind takes no argument
+    check_arg: Callable[[str], None]
+    spec: Callable[[str | None, int, int], str]  # (arg, seed, num_classes) -> forget spec for that tuning seed
+    describe: str
+
+
+def _check_fraction(arg: str) -> None:
+    try:
+        ok = 0 < float(arg) < 1
+    except ValueError:
+        ok = False
+    if not ok:
+        raise UnlearnkitError(f"--forget random:{arg}: the tuning kind takes a fraction of the members in (0, 1), e.g. random:0.1")
+
+
+def _no_arg(arg: str) -> None:
+    raise UnlearnkitError(
+        f"--forget class:{arg}: tune for the kind, not one class — write --forget class "
+        "(each tuning seed forgets a different whole class)"
+    )
+
+
+KINDS: dict[str, Kind] = {
+    "random": Kind("random", "0.1", _check_fraction, lambda arg, seed, n: f"random:{arg}",
+                   "a random share of the members (ids: requests use this entry too)"),
+    # Tuning seed s forgets class s mod C: consecutive seeds forget different classes.
+    "class": Kind("class", None, _no_arg, lambda arg, seed, n: f"class:{seed % n}", "one whole class"),
+}
+
+# Forget-spec prefixes whose requests take the defaults of a tuning kind.
+LOOKUP_KIND = {"random": "random", "ids": "random", "class": "class"}
+
+
+def parse_kind(text: str) -> tuple[Kind, str | None]:
+    """`random`, `random:0.1` or `class` -> (kind, its argument); bad kinds are one-line errors."""
+    name, sep, arg = text.strip().partition(":")
+    if name == "ids":
+        raise UnlearnkitError(
+            f"--forget {text}: an ids: file is one forget set, not a kind to tune for; ids: requests use the random "
+            "entry, so tune with --forget random:FRACTION"
+        )
+    if name not in KINDS:
+        raise UnlearnkitError(f"--forget {text}: unknown scenario kind {name!r}; tune for one of: {', '.join(KINDS)} (e.g. random:0.1)")
+    kind = KINDS[name]
+    if sep:
+        kind.check_arg(arg)
+        return kind, arg
+    return kind, kind.default_arg
+
+
+def kind_of(forget_spec: str | None) -> str | None:
+    """The tuning kind whose defaults a forget request takes (None: no tuned defaults apply)."""
+    if not forget_spec:
+        return None
+    return LOOKUP_KIND.get(forget_spec.partition(":")[0])
+
+
+def tuning_seeds(first: int, count: int) -> list[int]:
+    if count < 1:
+        raise UnlearnkitError(f"--sets must be >= 1 tuning forget set, got {count}")
+    if first < FIRST_TUNING_SEED:
+        raise UnlearnkitError(
+            f"--seed-start {first}: tuning seeds must be >= {FIRST_TUNING_SEED}; seeds {EVALUATION_SEEDS.start}-"
+            f"{EVALUATION_SEEDS.stop - 1} are evaluation seeds (the bench and leaderboards use 0, 1, 2, ...)"
+        )
+    return list(range(first, first + count))

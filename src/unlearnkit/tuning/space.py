@@ -1,0 +1,94 @@
+"""A method's search space (its `param(..., search=...)` declarations) as Optuna distributions,
+and the cost budget that is part of the space."""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.params import ParamSpec, search_space
+
+
+def distributions(method: str) -> dict[str, Any]:
+    """{field: optuna distribution} in declaration order; a method without one is a user error."""
+    import optuna  # noqa: PLC0415
+
+    from unlearnkit.methods.base import get_method  # noqa: PLC0415
+
+    cls = get_method(method)
+    if cls.exact:
+        raise UnlearnkitError(
+            f"method {method!r} is exact retraining, the reference every trial is scored against; tune an approximate method"
+        )
+    space = search_space(cls.Hparams)
+    if not space:
+        raise UnlearnkitError(
+            f"method {method!r} declares no search space (no hyperparameter has param(..., search=...)); "
+            f"nothing to tune — see `unlearnkit methods {method}`"
+        )
+    hints = typing.get_type_hints(cls.Hparams)
+    return {name: _distribution(optuna, spec, hints[name]) for name, spec in space.items()}
+
+
+def _distribution(optuna, spec: ParamSpec, hint: Any):
+    if isinstance(spec.search, list):
+        return optuna.distributions.CategoricalDistribution(spec.search)
+    low, high = spec.search
+    # An int field samples integers; everything else numeric samples floats.
+    make = optuna.distributions.IntDistribution if hint is int else optuna.distributions.FloatDistribution
+    return make(low, high, log=spec.log)
+
+
+def default_point(method: str, dists: dict[str, Any]) -> dict[str, Any]:
+    """The paper defaults of the tunable fields that lie inside their search range (trial 0 of a search)."""
+    from unlearnkit.methods.base import hparam_defaults  # noqa: PLC0415
+
+    defaults = hparam_defaults(method)
+    return {k: defaults[k] for k, d in dists.items() if _contains(d, defaults[k])}
+
+
+def _contains(dist, value) -> bool:
+    try:
+        return bool(dist._contains(dist.to_internal_repr(value)))
+    except (ValueError, TypeError):
+        return False
+
+
+def probe_budget(method: str, dists: dict[str, Any], cost_of, budget_ree: float, seed: int, draws: int = 256) -> dict[str, Any]:
+    """Check that some of the space fits the budget before anything is trained.
+
+    Draws `draws` random points (Optuna's RandomSampler) plus the defaults and reports the share
+    within budget; when none is, the search would prune every trial, so that is a user error.
+    """
+    import optuna  # noqa: PLC0415
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    points = [default_point(method, dists)]
+    for _ in range(draws):
+        points.append(study.ask(dists).params)
+    costs = [cost_of(p) for p in points]
+    known = [c for c in costs if c is not None]
+    if not known:
+        return {"known": False, "share_within": None, "cheapest": None}
+    within = sum(c <= budget_ree for c in known) / len(known)
+    cheapest = min(known)
+    if within == 0:
+        raise UnlearnkitError(
+            f"method {method!r}: none of {len(known)} sampled settings fits the cost budget of {budget_ree:.3g} REE "
+            f"(cheapest {cheapest:.3g} REE); raise --budget or narrow its search range"
+        )
+    return {"known": True, "share_within": within, "cheapest": cheapest}
+
+
+def suggest(trial, name: str, dist) -> Any:
+    """Sample one value with the trial's public suggest_* call for this distribution's type."""
+    import optuna  # noqa: PLC0415
+
+    d = optuna.distributions
+    calls = {
+        d.FloatDistribution: lambda: trial.suggest_float(name, dist.low, dist.high, log=dist.log),
+        d.IntDistribution: lambda: trial.suggest_int(name, dist.low, dist.high, log=dist.log),
+        d.CategoricalDistribution: lambda: trial.suggest_categorical(name, dist.choices),
+    }
+    return calls[type(dist)]()

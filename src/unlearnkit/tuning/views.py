@@ -1,0 +1,21 @@
+"""Terminal views of the tuned defaults (`unlearnkit methods NAME`)."""
+
+from __future__ import annotations
+
+from unlearnkit.cli.tables import console
+from unlearnkit.tuning.defaults import all_entries
+
+
+def print_tuned_defaults(method: str) -> None:
+    found = all_entries(method)
+    if not found:
+        console.print(f"tuned defaults: none for {method}; every run uses the paper defaults above")
+        return
+    # One entry per line, unwrapped: the command is meant to be copied.
+    console.print(f"tuned defaults for {method} (used when a run's preset, recipe hash and forget kind match; "
+                  "otherwise the paper defaults above; --set overrides both):", soft_wrap=True)
+    for e in found:
+        values = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in e["values"].items())
+        gap = (e.get("objective") or {}).get("avg_gap")
+        console.print(f"  {e['id']}: {values}; avg gap {gap} on tuning seeds {', '.join(map(str, e['seeds']))}; "
+                      f"made by: {e['command']}", soft_wrap=True, markup=False, highlight=False)

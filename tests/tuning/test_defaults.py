@@ -1,0 +1,141 @@
+"""Tuned defaults: the lookup (preset + recipe hash + scenario kind), provenance in run.json, the
+bench key, the leaderboard's seed note, and the entries that ship with the package."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import run_cli
+
+from unlearnkit.config import RunConfig, TrainConfig, resolve_config
+from unlearnkit.methods.base import make_hparams
+from unlearnkit.tuning import defaults
+from unlearnkit.tuning.scenarios import FIRST_TUNING_SEED
+
+VALUES = {"epochs": 1, "lr": 0.05, "weight_decay": 1e-3}
+
+
+def _entry(cfg: RunConfig, kind: str = "random", values: dict | None = None, seeds=(100, 101, 102)) -> dict:
+    rhash = defaults.recipe_hash(cfg)
+    return {"id": defaults.entry_id("finetune", cfg.preset, kind, rhash), "method": "finetune", "preset": cfg.preset,
+            "kind": kind, "forget": kind, "recipe_hash": rhash, "values": values or VALUES, "seeds": list(seeds),
+            "command": "unlearnkit tune --method finetune", "objective": {"avg_gap": 1.0}}
+
+
+@pytest.fixture()
+def entries_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(defaults, "DEFAULTS_DIR", tmp_path)
+    return tmp_path
+
+
+def test_lookup_matches_preset_recipe_hash_and_kind(entries_dir):
+    cfg = resolve_config("digits")
+    defaults.write_entry(_entry(cfg))
+    values, source = defaults.resolve("finetune", cfg, "random:0.1")
+    assert values == VALUES and source["kind"] == "tuned" and source["seeds"] == [100, 101, 102]
+    assert defaults.resolve("finetune", cfg, "ids:forget.txt")[0] == VALUES  # ids: requests take the random entry
+    assert defaults.resolve("finetune", cfg.to_dict(), "random:128")[0] == VALUES  # a config.json dict works too
+    # The seed and the dataset path do not change the recipe; the epochs do.
+    assert defaults.resolve("finetune", resolve_config("digits", {"seed": 7, "data.source": "digits"}), "random:0.1")[0] == VALUES
+    values, source = defaults.resolve("finetune", resolve_config("digits", {"train.epochs": 4}), "random:0.1")
+    assert values == {} and source["kind"] == "paper" and "another digits recipe" in source["reason"]
+    values, source = defaults.resolve("finetune", cfg, "class:3")
+    assert values == {} and "no tuned entry for finetune on digits / class" in source["reason"]
+    assert defaults.resolve("finetune", TrainConfig(), "random:0.1")[1]["kind"] == "paper"  # no preset named
+    assert defaults.resolve("neggrad", cfg, "random:0.1")[0] == {}
+
+
+def test_an_entry_the_method_no_longer_accepts_falls_back_and_says_why(entries_dir):
+    cfg = resolve_config("digits")
+    defaults.write_entry(_entry(cfg, values={"epochs": 1, "renamed_setting": 3}))
+    values, source = defaults.resolve("finetune", cfg, "random:0.1")
+    assert values == {} and "no longer fits finetune" in source["reason"]
+
+
+def test_set_overrides_the_tuned_entry_and_provenance_names_each_field(entries_dir):
+    cfg = resolve_config("digits")
+    defaults.write_entry(_entry(cfg))
+    hp, src = defaults.hparams_for("finetune", cfg, "random:0.1", {"method.lr": "0.2"})
+    assert hp.lr == 0.2 and hp.weight_decay == VALUES["weight_decay"] and hp.batch_size == 256
+    assert src["fields"] == {"epochs": "tuned", "lr": "set", "batch_size": "paper", "weight_decay": "tuned"}
+    assert src["summary"].startswith("tuned entry digits/random/finetune@") and src["summary"].endswith("--set lr")
+
+
+def test_forget_run_applies_the_entry_and_records_its_source(entries_dir, digits_run, tmp_path):
+    from unlearnkit.methods import forget_run
+    from unlearnkit.training.pipeline import load_run
+
+    cfg = load_run(digits_run).config
+    defaults.write_entry(_entry(cfg))
+    res = forget_run(digits_run, "finetune", "random:0.1", tmp_path / "tuned")
+    info = json.loads((tmp_path / "tuned" / "run.json").read_text())
+    assert info["hparams"]["lr"] == VALUES["lr"] and info["hparams_source"]["kind"] == "tuned"
+    assert info["hparams_source"]["command"] == "unlearnkit tune --method finetune"
+    assert res["hparams_source"].startswith("tuned entry")
+    forget_run(digits_run, "finetune", "class:1", tmp_path / "paper", hparams={"method.epochs": 1})
+    info = json.loads((tmp_path / "paper" / "run.json").read_text())
+    assert info["hparams"]["lr"] == 0.02 and info["hparams_source"]["kind"] == "paper"
+    assert info["hparams_source"]["fields"]["epochs"] == "set"
+    assert "paper defaults (no tuned entry" in info["hparams_source"]["summary"]
+
+
+def test_the_python_api_uses_the_entry_when_given_the_run_config(entries_dir, digits_run, monkeypatch):
+    import unlearnkit as uk
+    from unlearnkit.methods import finetune
+
+    run = uk.load_run(digits_run)
+    defaults.write_entry(_entry(run.config))
+    seen = []
+    monkeypatch.setattr(finetune.Finetune, "run", lambda self, model, ctx, hp: seen.append((hp, ctx.recipe)) or model)
+    split = run.split.with_forget("random:0.1")
+    uk.unlearn(run.load_model(), split, "finetune", normalizer=run.normalizer, runtime=run.runtime, recipe=run.config)
+    uk.unlearn(run.load_model(), split, "finetune", normalizer=run.normalizer, runtime=run.runtime, recipe=run.config.train)
+    (tuned_hp, recipe), (paper_hp, _) = seen
+    assert tuned_hp.lr == VALUES["lr"] and isinstance(recipe, TrainConfig) and paper_hp.lr == 0.02
+
+
+def test_a_new_entry_changes_the_bench_key_of_that_method_only(entries_dir):
+    from unlearnkit.bench.plan import build_plan
+
+    cfg = resolve_config("digits")
+
+    def keys():
+        plan = build_plan(cfg, "fp", methods=["finetune", "neggrad"], scenarios=["random:0.1"], seeds=1, store=Path("s"))
+        return {j.id: j.key for j in plan.jobs.values()}
+
+    before = keys()
+    defaults.write_entry(_entry(cfg))
+    after = keys()
+    changed = {j for j in before if before[j] != after[j]}
+    assert changed == {"method/random:0.1/finetune/seed0", "audit/random:0.1/finetune/seed0"}
+
+
+def test_the_leaderboard_note_states_whether_seeds_are_disjoint(entries_dir):
+    cfg = resolve_config("digits")
+    assert "paper defaults" in defaults.provenance_note(["finetune"], cfg, ["random:0.1"], [0, 1, 2])
+    defaults.write_entry(_entry(cfg))
+    note = defaults.provenance_note(["finetune", "neggrad"], cfg, ["random:0.1"], [0, 1, 2])
+    assert "disjoint from the evaluation seeds (0, 1, 2)" in note and "paper defaults for neggrad" in note
+    assert defaults.provenance_note(["finetune"], cfg, ["random:0.1"], list(range(101))).startswith("WARNING")
+
+
+def test_methods_command_shows_the_tuned_defaults(entries_dir, capsys):
+    code, out, _ = run_cli(capsys, "methods", "finetune")
+    assert code == 0 and "tuned defaults: none for finetune" in out
+    defaults.write_entry(_entry(resolve_config("digits")))
+    code, out, _ = run_cli(capsys, "methods", "finetune")
+    assert code == 0 and "tuned defaults for finetune" in out and "100, 101, 102" in out
+
+
+def test_shipped_entries_are_valid_and_honest():
+    """Every committed entry: values the method accepts, tuning seeds outside the evaluation range,
+    the recipe hash of its preset as shipped, and the command that made it."""
+    shipped = defaults.all_entries(directory=Path(defaults.__file__).parent)
+    for e in shipped:
+        make_hparams(e["method"], e["values"])
+        assert min(e["seeds"]) >= FIRST_TUNING_SEED
+        assert e["recipe_hash"] == defaults.recipe_hash(resolve_config(e["preset"])), e["id"]
+        assert e["command"].startswith("unlearnkit tune ") and f"--method {e['method']}" in e["command"]
+        assert e["id"] == defaults.entry_id(e["method"], e["preset"], e["kind"], e["recipe_hash"])

@@ -1,0 +1,177 @@
+"""`unlearnkit tune`: bad input, a tiny end-to-end search on digits, resume after a kill, export."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+from helpers import assert_one_line_error, run_cli
+
+from unlearnkit.config import resolve_config
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.methods import base as methods_base
+from unlearnkit.methods.base import Method, register_method
+from unlearnkit.tuning import defaults
+from unlearnkit.tuning.search import tune
+
+# A short recipe keeps references and trials to seconds; its own recipe hash keeps it apart from
+# the shipped digits entries.
+RECIPE = ["train.epochs=3"]
+FAST = {"sets": 2, "budget": 0.5, "heartbeat": 5}  # 0.5 x 3 epochs = 1.5 REE: finetune with 1 epoch
+
+
+def _cfg():
+    return resolve_config("digits", RECIPE)
+
+
+@pytest.fixture()
+def no_space_method(monkeypatch):
+    @dataclass
+    class Hp:
+        lr: float = 0.1
+
+    class Fixed(Method):
+        name = "fixed_for_test"
+        summary = "test only"
+        paper = "none"
+        Hparams = Hp
+
+    monkeypatch.setattr(methods_base, "_METHODS", dict(methods_base._METHODS))  # removed again after the test
+    register_method(Fixed)
+    return "fixed_for_test"
+
+
+@pytest.mark.parametrize(("extra", "pattern"), [
+    (["--method", "nope"], r"unknown method 'nope'"),
+    (["--method", "retrain"], r"method 'retrain' is exact retraining"),
+    (["--method", "finetune", "--trials", "0"], r"--trials must be >= 1"),
+    (["--method", "finetune", "--forget", "poison"], r"unknown scenario kind 'poison'"),
+    (["--method", "finetune", "--forget", "ids:x.txt"], r"ids: requests use the random entry"),
+    (["--method", "finetune", "--forget", "class:3"], r"tune for the kind, not one class"),
+    (["--method", "finetune", "--forget", "random:2"], r"fraction of the members in \(0, 1\)"),
+    (["--method", "finetune", "--seed-start", "2"], r"tuning seeds must be >= 100; seeds 0-99 are evaluation seeds"),
+    (["--method", "finetune", "--budget", "0.05"], r"none of .* sampled settings fits the cost budget of 0.15 REE"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path, cache_dir, extra, pattern):
+    args = ["tune", "--set", "train.epochs=3", "--trials", "2", "--out", tmp_path / "t", *extra]
+    code, _, err = run_cli(capsys, *args)
+    assert_one_line_error(code, err, pattern)
+    assert not (tmp_path / "t").exists() and not (tmp_path / "tune-store").exists()
+
+
+def test_a_method_without_a_search_space_is_refused(capsys, tmp_path, no_space_method):
+    code, _, err = run_cli(capsys, "tune", "--method", no_space_method, "--trials", "2", "--out", tmp_path / "t")
+    assert_one_line_error(code, err, r"declares no search space")
+
+
+@pytest.fixture(scope="module")
+def search(tmp_path_factory, cache_dir):
+    """2 trials, then the same search asked for 4: only 2 more run."""
+    root = tmp_path_factory.mktemp("tune")
+    first = tune(_cfg(), "finetune", "class", root / "ft", trials=2, **FAST)
+    second = tune(_cfg(), "finetune", "class", root / "ft", trials=4, **FAST)
+    return root, first, second
+
+
+def test_tiny_search_end_to_end_and_resume(search):
+    root, first, second = search
+    assert first.ran == 2 and first.counts["counted"] == 2
+    assert second.ran == 2 and second.counts["counted"] == 4
+    # Trial 0 is the paper defaults; every complete trial is scored against its retrained reference.
+    assert second.rows[0]["origin"] == "paper defaults"
+    out = root / "ft"
+    for name in ("study.db", "best.json", "trials.csv", "report.md", "report.html", "plots/history.png"):
+        assert (out / name).is_file(), name
+    assert not list((out / "trials").glob("*"))  # trial run directories are temporary
+    best = json.loads((out / "best.json").read_text())
+    assert best["settings"]["seeds"] == [100, 101] and best["settings"]["forget_sets"] == ["class:0", "class:1"]
+    md = (out / "report.md").read_text()
+    assert "## Choice and trade-off" in md and "Trade-off:" in md
+    assert len((out / "trials.csv").read_text().splitlines()) == 1 + len(second.rows)
+    # The references live in the shared bench store: a second search trains nothing new.
+    store = root / "tune-store" / "store"
+    assert len(list(store.glob("original-*"))) == 2 and len(list(store.glob("retrain-*"))) == 2
+    if second.best is not None:
+        final = second.best["final"]
+        assert [r["seed"] for r in final] == [100, 101]
+        assert all((p := __import__("pathlib").Path(r["run"])).is_dir() and (p / "report.html").is_file() for r in final)
+        assert second.best["ra_drop"] <= 2.0 and second.best["ta_drop"] <= 2.0
+
+
+def test_the_objective_is_the_audits_gap_with_the_utility_constraint(search):
+    _, _, second = search
+    for r in second.rows:
+        if r["state"] == "complete":
+            assert r["feasible"] == (r["ra_drop"] <= 2.0 and r["ta_drop"] <= 2.0)
+            assert r["avg_gap"] >= 0 and r["cost_share"] <= 0.5
+        elif r["reason"] == "budget":
+            assert r["cost_share"] > 0.5 and r["avg_gap"] is None
+
+
+def test_other_settings_in_the_same_folder_are_refused(search):
+    root, _, _ = search
+    with pytest.raises(UnlearnkitError, match=r"holds a search with other settings \(margin"):
+        tune(_cfg(), "finetune", "class", root / "ft", trials=4, margin=5.0, **FAST)
+
+
+def test_an_interrupted_trial_does_not_corrupt_the_study(search, monkeypatch):
+    """Ctrl-C in the middle of a trial: that trial is marked failed; the rerun continues the search."""
+    import unlearnkit.methods as methods
+
+    root, _, _ = search
+    real, calls = methods.forget_run, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:  # inside the next trial, before its first forget set is scored
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(methods, "forget_run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tune(_cfg(), "finetune", "class", root / "ft", trials=5, **FAST)
+    monkeypatch.setattr(methods, "forget_run", real)
+    again = tune(_cfg(), "finetune", "class", root / "ft", trials=5, **FAST)
+    assert again.counts["failed"] >= 1 and again.counts["counted"] == 5
+    assert [r["number"] for r in again.rows] == list(range(len(again.rows)))
+
+
+def test_export_writes_an_entry_that_forget_runs_pick_up(search, tmp_path, monkeypatch):
+    root, _, second = search
+    if second.best is None:
+        pytest.skip("no feasible trial in this tiny search")
+    monkeypatch.setattr(defaults, "DEFAULTS_DIR", tmp_path)
+    res = tune(_cfg(), "finetune", "class", root / "ft", trials=4, export=True, command="unlearnkit tune ...", **FAST)
+    assert res.ran == 0
+    entry = json.loads((tmp_path / "digits.json").read_text())["entries"][0]
+    assert entry["values"] == second.best["values"] and entry["seeds"] == [100, 101]
+    assert entry["recipe_hash"] == defaults.recipe_hash(_cfg()) and entry["command"] == "unlearnkit tune ..."
+    values, source = defaults.resolve("finetune", _cfg(), "class:7")
+    assert values == entry["values"] and source["kind"] == "tuned" and source["entry"] == entry["id"]
+
+
+def _counted(folder) -> int:
+    """Trials that ran in the study of a search folder (read straight from its SQLite file)."""
+    import optuna
+
+    study = optuna.load_study(study_name="tune", storage=f"sqlite:///{folder / 'study.db'}")
+    return sum(t.state.name == "COMPLETE" or (t.state.name == "PRUNED" and t.user_attrs.get("reason") != "budget")
+               for t in study.trials)
+
+
+def test_parallel_processes_share_the_study(search):
+    """--jobs 2: two spawned processes draw trials from the one SQLite study until the count is reached."""
+    root, _, _ = search
+    before = _counted(root / "ft")
+    res = tune(_cfg(), "finetune", "class", root / "ft", trials=before + 2, jobs=2, **FAST)
+    assert res.counts["counted"] >= before + 2 and res.counts["running"] == 0
+    assert [r["number"] for r in res.rows] == list(range(len(res.rows)))
+
+
+def test_ray_tasks_share_the_study(search):
+    pytest.importorskip("ray")
+    root, _, _ = search
+    before = _counted(root / "ft")
+    res = tune(_cfg(), "finetune", "class", root / "ft", trials=before + 1, executor="ray", **FAST)
+    assert res.counts["counted"] >= before + 1 and res.counts["running"] == 0
