@@ -184,3 +184,15 @@ def test_reference_must_be_an_exact_retrain_of_the_same_original_and_forget_set(
     target, same = copy_run(runs.ft, tmp_path / "target"), copy_run(runs.rt, tmp_path / "retrain-copy")
     code, out, err = run_cli(capsys, "audit", target, "--reference", same, "--no-plots", "--no-original")  # accepted
     assert code == 0, err
+
+
+def test_ctrl_c_in_audit_does_not_suggest_resume(runs, capsys, monkeypatch):
+    import unlearnkit.audit.pipeline as pipeline
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "audit", interrupted)
+    code, _, err = run_cli(capsys, "audit", runs.ft, "--reference", runs.rt)
+    assert code == 130 and "--resume" not in err
+    assert err.strip() == "interrupted: nothing was written (audit.json and the reports are written last); run the audit again"

@@ -248,3 +248,19 @@ def test_result_cache_reuses_the_original_and_reference_and_changes_no_number(ru
     fits.clear()
     audit(ft64, reference=rt64, write=False, plots=False)
     assert len(fits) == 3
+
+
+def test_noise_floor_says_its_n_and_unequal_model_counts_are_stated():
+    rng = np.random.default_rng(1)
+    mu = rng.normal(0, 3, size=300)
+    R, U = mu + rng.normal(size=(8, 300)), mu + rng.normal(size=(4, 300))
+    acc = {"unlearned": {"retain": 99.0, "test": 95.0}, "retrained": {"retain": 99.0, "test": 95.0}}
+    at_n = score_arrays(U, R, acc)  # 2N = 8 retrained runs: the floor is measured at the method's N = 4
+    assert at_n["noise_floor_n_per_side"] == 4 and "4 vs 4 runs" in at_n["noise_floor_note"]
+    assert "at the method's N = 4" in at_n["noise_floor_note"]
+    fewer = score_arrays(U, R[:6], acc)  # 6 retrained runs: halves of 3, and the label says so
+    assert fewer["noise_floor_n_per_side"] == 3
+    assert "at N = 3, not the method's N = 4 (needs 8 retrained runs)" in fewer["noise_floor_note"]
+    assert fewer["notes"] == [f"4 unlearned vs 6 retrained models (the competition requires equal numbers): each side's "
+                              f"rates use its own count and the limits use N = 4"]
+    assert score_arrays(U, R[:4], acc)["notes"] == []

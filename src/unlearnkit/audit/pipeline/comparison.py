@@ -104,13 +104,21 @@ def score_arrays(unlearned: np.ndarray, retrained: np.ndarray, accuracy: dict[st
     mean = accuracy
     score = epsilon.competition_score(q["F"], mean["unlearned"]["retain"], mean["retrained"]["retain"],
                                       mean["unlearned"]["test"], mean["retrained"]["test"])
+    n = min(U.shape[0], R.shape[0])  # the N of F's limits
     if R.shape[0] >= 6:
-        nf = epsilon.noise_floor(R, seed=seed, rules=rules)
+        # At the method's N when there are 2N retrained runs; else at N_r // 2, and the label says so.
+        nf = epsilon.noise_floor(R, seed=seed, rules=rules, n_per_side=n if R.shape[0] >= 2 * n else None)
         floor, floor_n = nf["F"], nf["n_per_side"]
-        floor_note = f"F of retrained vs retrained ({floor_n} per side): what perfect unlearning scores"
+        at = (f"at the method's N = {n}" if floor_n == n else
+              f"at N = {floor_n}, not the method's N = {n} (needs {2 * n} retrained runs)")
+        floor_note = f"F of retrained vs retrained, {floor_n} vs {floor_n} runs: what perfect unlearning scores {at}"
     else:
         floor, floor_n = None, None
         floor_note = f"needs >= 6 retrained runs (two halves of >= 3), got {R.shape[0]}"
+    notes = []
+    if U.shape[0] != R.shape[0]:
+        notes.append(f"{U.shape[0]} unlearned vs {R.shape[0]} retrained models (the competition requires equal numbers): "
+                     f"each side's rates use its own count and the limits use N = {n}")
     eps = q["eps"]
     finite = eps[np.isfinite(eps)]
     return _jsonable({
@@ -124,6 +132,7 @@ def score_arrays(unlearned: np.ndarray, retrained: np.ndarray, accuracy: dict[st
         "noise_floor": floor,
         "noise_floor_n_per_side": floor_n,
         "noise_floor_note": floor_note,
+        "notes": notes,
         "n_models": q["n_models"],
         "max_measurable_epsilon": q["max_measurable_epsilon"],
         "scored_epsilon_limit": q["scored_epsilon_limit"],
@@ -227,6 +236,10 @@ def compare(
     scores_out = None
     if score:
         scores_out = _score_groups(entries, seed=seed, data=data)
+        for sc in scores_out:
+            notes += [f"{sc['method']}: noise floor = {sc['noise_floor_note']}" if sc["noise_floor"] is not None else None,
+                      *(f"{sc['method']}: {n}" for n in sc["notes"])]
+        notes = [n for n in notes if n]
     result = _jsonable({"rows": rows, "columns": columns, "forgetting_scores": scores_out, "notes": notes,
                         "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     files = {}
