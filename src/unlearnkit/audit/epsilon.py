@@ -73,7 +73,12 @@ Noise floor.  With finite N, even two sets of *retrained* models (perfect
 unlearning) are separated by chance on some examples, so F < 1; and more
 attacks or more models change where that floor sits.  :func:`noise_floor`
 measures it from the retrained models themselves by splitting them in two.
-MEASURED_PLACEHOLDER
+F on identical Gaussian populations (5000 examples, seed 0), competition rules:
+0.257 at N = 4 per side, 0.188 at N = 8, 0.174 at N = 16 (exact thresholds:
+0.256, 0.186, 0.173).  Exhaustive
+rules (rank-based, so the same for any continuous distribution) give about 0.12
+at N = 16.  So a floor measured with N_r / 2 models per side is higher than the
+floor at the method's N whenever N_r / 2 < N.
 """
 
 from __future__ import annotations

@@ -38,8 +38,11 @@ def forgetting_score(
     without the same forget set. Each model's logit-scaled confidence on every forget example feeds
     :func:`unlearnkit.audit.epsilon.forgetting_quality`; the final score multiplies F by the retain and
     test accuracy ratios (:func:`~unlearnkit.audit.epsilon.competition_score`, accuracies from each
-    run's metrics.json). Shown beside it: the noise floor (F of retrained vs retrained, split in
-    halves; needs >= 6 retrained runs) and the epsilon bounds that N sets.
+    run's metrics.json). Shown beside it: the noise floor (F of retrained vs retrained: at the method's
+    N = min(N_u, N_r) when there are 2N retrained runs, else in halves, with a note saying at which N;
+    needs >= 6 retrained runs) and the epsilon bounds that N sets. ``rules``: see
+    :mod:`unlearnkit.audit.epsilon` (default: the competition's 0.01 grid). Unequal N_u and N_r (the
+    competition requires equal ones) are scored with each side's own rates and said in ``notes``.
 
     Raises:
         UnlearnkitError: fewer than 3 runs on a side, runs from other data, another split or forget set.
