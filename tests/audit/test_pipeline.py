@@ -103,6 +103,14 @@ def test_audit_numbers_match_the_runs_and_the_reference(runs, digits_run, monkey
     assert "plots" not in timings
 
 
+def test_a_retrain_is_its_own_reference_with_zero_gaps(runs):
+    result = audit(runs.rt, reference=runs.rt, original=False, write=False, plots=False)  # a bench's retrain row
+    ag = result.against_retraining
+    assert all(g["gap"] == 0 for g in ag["gaps"].values())
+    assert ag["avg_gap"] == 0 == result.avg_gap and ag["js_divergence"] == {"forget": 0.0, "test": 0.0}
+    assert any("itself" in n for n in result.notes)
+
+
 def test_seed_one_batch_scenario_reports_fnr_beside_retraining(digits_run, tmp_path):
     forget_run(digits_run, "finetune", "random:128", tmp_path / "ft128")
     forget_run(digits_run, "retrain", "random:128", tmp_path / "rt128")

@@ -25,7 +25,7 @@ from .. import divergence
 from .caches import _forward
 from .common import (AUDIT_FILE, AUDIT_FORMAT, ORIGINAL_SUBSAMPLE, PARTS, PLOTS_DIR, REPORT_HTML, REPORT_MD, ROLES,
                      _jsonable, _seconds, _Timer)
-from .loading import _Model, _open_companion, _open_target
+from .loading import _check_reference, _Model, _open_companion, _open_target
 from .per_model import MIA_DEFAULTS, model_results, model_steps
 
 # --------------------------------------------------------------------------- result
@@ -205,7 +205,12 @@ def _audit(timer: _Timer, run, *, reference, original, refs, fix_variance, seed,
         target = _open_target(run, data)
         ref_run = None
         if reference is not None:
-            ref_run = _open_companion(reference, "retrained", target, same_forget=True, reference=True)
+            if Path(reference).resolve() != target.dir.path.resolve():
+                ref_run = _open_companion(reference, "retrained", target, same_forget=True, reference=True)
+            else:  # only an exact retrain is its own reference
+                _check_reference(target.dir, target.info, target)
+                ref_run = target
+                notes.append("The reference is the audited run itself (an exact retrain): every gap is zero by construction.")
         orig_run = None
         if original is None:
             parent = target.info.get("parent")
@@ -231,7 +236,7 @@ def _audit(timer: _Timer, run, *, reference, original, refs, fix_variance, seed,
                 notes.append(f"The reference pool is incomplete: {pool.k} of {pool.manifest.get('k')} models used.")
 
     n_models = 1 + (orig_run is not None) + (ref_run is not None)
-    timer.start_bar(n_models + n_models * model_steps(pool is not None)
+    timer.start_bar(n_models - (ref_run is target) + n_models * model_steps(pool is not None)
                     + (ref_run is not None) + plots)
     models: dict[str, _Model] = {"unlearned": _Model("unlearned", target)}
     with timer("forward/unlearned"):
@@ -240,7 +245,9 @@ def _audit(timer: _Timer, run, *, reference, original, refs, fix_variance, seed,
         models["original"] = _Model("original", orig_run)
         with timer("forward/original"):
             _forward(models["original"], PARTS, seed, ORIGINAL_SUBSAMPLE)
-    if ref_run is not None:
+    if ref_run is target:
+        models["retrained"] = dataclasses.replace(models["unlearned"], role="retrained")
+    elif ref_run is not None:
         models["retrained"] = _Model("retrained", ref_run)
         with timer("forward/retrained"):
             _forward(models["retrained"], PARTS, seed)
@@ -267,7 +274,7 @@ def _audit(timer: _Timer, run, *, reference, original, refs, fix_variance, seed,
     result = AuditResult(
         run=run_desc,
         original=_describe_run(orig_run, target=False) if orig_run is not None else None,
-        reference=_describe_run(ref_run, target=False) if ref_run is not None else None,
+        reference=_describe_run(ref_run, target=ref_run is target) if ref_run is not None else None,
         refs=None,
         accuracy={r: per[r]["accuracy"] for r in roles},
         per_class_accuracy={"classes": list(target.split.classes), **{r: per[r]["per_class"] for r in roles}},
