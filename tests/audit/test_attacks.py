@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from unlearnkit.audit.attacks import mia_efficacy, roc_metrics, seed_attack, threshold_attack
+from unlearnkit.audit.attacks import _svc_predict, mia_efficacy, roc_metrics, seed_attack, threshold_attack
+from unlearnkit.audit.scores import true_label_confidence
 from unlearnkit.errors import UnlearnkitError
 
 
@@ -103,6 +104,77 @@ def test_mia_efficacy_caps_class_sizes():
     zr, yr, zt, yt = _member_nonmember_logits(rng, 800)
     r = mia_efficacy(zr, yr, zt, yt, zt[:10], yt[:10], seed=0, max_per_class=300)
     assert r["n_members"] == 300 and r["n_nonmembers"] == 300
+
+
+# The reference for the speed-up: the implementation before it, copied verbatim (libsvm's own predict).
+def _mia_efficacy_before(
+    retain_logits,
+    retain_labels,
+    test_logits,
+    test_labels,
+    forget_logits,
+    forget_labels,
+    seed: int = 0,
+    max_per_class: int = 5000,
+) -> dict:
+    """attacks.mia_efficacy as it was before its predictions were sped up (random members, capped sides)."""
+    from sklearn.svm import SVC
+
+    if int(max_per_class) < 1:
+        raise UnlearnkitError(f"max_per_class must be >= 1, got {max_per_class}")
+    c_ret = true_label_confidence(retain_logits, retain_labels, name="the model (retain_logits)")
+    c_test = true_label_confidence(test_logits, test_labels, name="the model (test_logits)")
+    c_fgt = true_label_confidence(forget_logits, forget_labels, name="the model (forget_logits)")
+    rng = np.random.default_rng(seed)
+    n_non = min(len(c_test), int(max_per_class))
+    n_mem = min(len(c_ret), n_non)
+    test_idx = rng.choice(len(c_test), size=n_non, replace=False) if len(c_test) > n_non else np.arange(n_non)
+    ret_idx = rng.choice(len(c_ret), size=n_mem, replace=False)
+    X = np.concatenate([c_ret[ret_idx], c_test[test_idx]])[:, None]
+    y = np.concatenate([np.ones(n_mem, dtype=np.int64), np.zeros(n_non, dtype=np.int64)])
+    clf = SVC(C=3, gamma="auto", kernel="rbf")
+    clf.fit(X, y)
+    train_acc = float((clf.predict(X) == y).mean())
+    efficacy = float(1.0 - clf.predict(c_fgt[:, None]).mean())
+    return {"efficacy": efficacy, "attack_train_acc": train_acc, "n_members": int(n_mem), "n_nonmembers": int(n_non)}
+
+
+@pytest.mark.parametrize("gap,seed", [(0.5, 0), (2.0, 1), (5.0, 2)])
+def test_mia_efficacy_gives_the_numbers_of_the_implementation_before_the_speed_up(gap, seed):
+    rng = np.random.default_rng(10 + seed)
+    zr, yr, zt, yt = _member_nonmember_logits(rng, 1500, gap=gap)
+    zf, yf, _, _ = _member_nonmember_logits(rng, 400, gap=gap / 2)
+    zr, zt = np.round(zr, 1), np.round(zt, 1)  # repeated confidences, as bf16 logits give
+    before = _mia_efficacy_before(zr, yr, zt, yt, zf, yf, seed=seed, max_per_class=1000)
+    assert mia_efficacy(zr, yr, zt, yt, zf, yf, seed=seed, max_per_class=1000, members="random") == before
+
+
+def test_svc_predict_is_libsvm_predict():
+    from sklearn.svm import SVC
+
+    rng = np.random.default_rng(7)
+    for n, spread in ((300, 0.3), (1500, 3.0), (800, 8.0)):
+        x = 1 / (1 + np.exp(-rng.normal(3, spread, 2 * n)))
+        x[: n // 4] = 1.0  # ties at the top
+        y = np.r_[np.ones(n, int), np.zeros(n, int)]
+        clf = SVC(C=3, gamma="auto", kernel="rbf").fit(x[:, None], y)
+        grid = np.concatenate([x, np.linspace(0, 1, 5001), clf.support_vectors_[:, 0]])
+        assert np.array_equal(_svc_predict(clf, grid), clf.predict(grid[:, None]))
+
+
+def test_mia_efficacy_uses_salun_sizes_by_default():
+    rng = np.random.default_rng(8)
+    zr, yr, zt, yt = _member_nonmember_logits(rng, 700, gap=3.0)
+    zf, yf = zr[:50], yr[:50]
+    r = mia_efficacy(zr, yr, zt[:400], yt[:400], zf, yf)
+    assert r["n_members"] == 400 and r["n_nonmembers"] == 400  # the first |test| retain samples, all of test
+    # the members are the FIRST 400 retain samples: the rest of retain changes nothing
+    shuffled = np.r_[np.arange(400), 400 + rng.permutation(300)]
+    assert mia_efficacy(zr[shuffled], yr[shuffled], zt[:400], yt[:400], zf, yf) == r
+    first = true_label_confidence(zr[:400], yr[:400])
+    assert len(np.unique(first)) == 400  # (so a different member set would give different inputs)
+    with pytest.raises(UnlearnkitError, match="members must be one of"):
+        mia_efficacy(zr, yr, zt, yt, zf, yf, members="last")
 
 
 def test_bad_inputs():

@@ -108,7 +108,7 @@ def test_reference_or_original_from_other_data_or_split(runs, capsys, tmp_path):
     other_forget = copy_run(runs.rt, tmp_path / "other-forget")
     edit_json(other_forget / "split.json", swap_forget)
     code, _, err = run_cli(capsys, "audit", runs.ft, "--reference", other_forget)
-    assert_one_line_error(code, err, "reference run .*other-forget forgot another set .*retrain with the same --forget")
+    assert_one_line_error(code, err, "reference run .*other-forget forgot another set \\(split.json forget: .*retrain with the same --forget")
 
     def swap_val(d):
         d["val"], d["train"] = sorted(d["val"][1:] + d["train"][:1]), sorted(d["train"][1:] + d["val"][:1])
@@ -159,3 +159,40 @@ def test_compare_and_refs_bad_input(runs, capsys, tmp_path):
     assert_one_line_error(code, err, "does not exist")
     code, out, err = run_cli(capsys, "compare", runs.ft, runs.rt)
     assert code == 0 and "2 run(s)" in out and "not audited" in out
+
+
+def test_reference_must_be_an_exact_retrain_of_the_same_original_and_forget_set(runs, capsys, tmp_path):
+    fix = "make one with `unlearnkit forget .* --method retrain --forget random:0.1 --out DIR`"
+    code, _, err = run_cli(capsys, "audit", runs.ft, "--reference", runs.ft)  # a method run as its own reference
+    assert_one_line_error(code, err, f"reference run .*ft is not an exact retrain \\(run.json exact: False, method 'finetune'\\); {fix}")
+
+    method_run = copy_run(runs.ft, tmp_path / "finetune-copy")  # same original and forget set, but not a retrain
+    code, _, err = run_cli(capsys, "audit", runs.ft, "--reference", method_run)
+    assert_one_line_error(code, err, f"finetune-copy is not an exact retrain \\(run.json exact: False, method 'finetune'\\); {fix}")
+
+    unrecorded = copy_run(runs.rt, tmp_path / "no-exact")  # a run.json without the field is not taken on trust
+    edit_json(unrecorded / "run.json", lambda d: d.pop("exact"))
+    code, _, err = run_cli(capsys, "audit", runs.ft, "--reference", unrecorded)
+    assert_one_line_error(code, err, "no-exact is not an exact retrain \\(run.json exact: None")
+
+    other_parent = copy_run(runs.rt, tmp_path / "other-parent")
+    edit_json(other_parent / "run.json", lambda d: d.update(parent=str(tmp_path / "another-original")))
+    code, _, err = run_cli(capsys, "audit", runs.ft, "--reference", other_parent)
+    assert_one_line_error(code, err, "other-parent was retrained from another original \\(run.json parent: .*another-original\\)")
+    assert_nothing_written(runs.ft)
+
+    target, same = copy_run(runs.ft, tmp_path / "target"), copy_run(runs.rt, tmp_path / "retrain-copy")
+    code, out, err = run_cli(capsys, "audit", target, "--reference", same, "--no-plots", "--no-original")  # accepted
+    assert code == 0, err
+
+
+def test_ctrl_c_in_audit_does_not_suggest_resume(runs, capsys, monkeypatch):
+    import unlearnkit.audit.pipeline as pipeline
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "audit", interrupted)
+    code, _, err = run_cli(capsys, "audit", runs.ft, "--reference", runs.rt)
+    assert code == 130 and "--resume" not in err
+    assert err.strip() == "interrupted: nothing was written (audit.json and the reports are written last); run the audit again"

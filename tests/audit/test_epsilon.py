@@ -55,7 +55,7 @@ def test_one_crossing_each_side_gives_max_measurable_epsilon():
     # FPR = FNR = 1/16 is the strongest finite attack: eps = log(16 - 1 - 16 delta)
     R = np.r_[np.arange(15.0), 100.0][:, None]
     U = np.r_[np.arange(50.0, 65.0), -100.0][:, None]
-    for rules in ("competition", "exhaustive"):
+    for rules in ("competition", "exact", "exhaustive"):
         eps = per_example_epsilon(U, R, rules=rules)
         np.testing.assert_allclose(eps, [max_measurable_epsilon(16)])
     assert math.isclose(max_measurable_epsilon(16), math.log(15 - 16 * DELTA))
@@ -65,7 +65,7 @@ def test_swapping_arguments_keeps_epsilon():
     rng = np.random.default_rng(3)
     U = rng.normal(0.5, 1.3, size=(16, 500))
     R = rng.normal(0.0, 1.0, size=(16, 500))
-    for rules in ("competition", "exhaustive"):
+    for rules in ("competition", "exact", "exhaustive"):
         np.testing.assert_allclose(per_example_epsilon(U, R, rules=rules), per_example_epsilon(R, U, rules=rules))
 
 
@@ -143,18 +143,32 @@ def _grid_epsilon(pos, neg, delta=DELTA, per_unit=100, buffer=2.0):
     return min(np.max(np.concatenate([ed, es])), EPSILON_CAP)
 
 
-def test_exact_thresholds_agree_with_competition_grid():
+def test_default_is_the_competition_grid_and_exact_thresholds_only_add_attacks():
     rng = np.random.default_rng(6)
     U = rng.normal(0.3, 1.2, size=(16, 25))
     R = rng.normal(size=(16, 25))
+    U[:, :5], R[:, :5] = np.round(U[:, :5], 2), np.round(R[:, :5], 2)  # values on the grid's own spacing
     grid = np.array([
         _grid_epsilon(*((R[:, i], U[:, i]) if np.median(R[:, i]) > np.median(U[:, i]) else (U[:, i], R[:, i])))
         for i in range(U.shape[1])
     ])
-    exact = per_example_epsilon(U, R)
+    assert np.allclose(per_example_epsilon(U, R), grid, rtol=0, atol=1e-12)  # the default reproduces the grid
+    exact = per_example_epsilon(U, R, rules="exact")
     assert np.all(exact >= grid - 1e-9)  # exact thresholds include every grid attack's outcome
-    assert np.mean(np.isclose(exact, grid)) > 0.8
-    assert abs(epsilon_points(exact, 16).mean() - epsilon_points(grid, 16).mean()) < 0.03
+
+
+def test_a_gap_narrower_than_the_grid_separates_only_with_exact_thresholds():
+    # 8 unlearned values 0.0 .. 0.7; the retrained ones lie outside [0, 0.7], the nearest 0.002 above it.
+    U = np.array([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])[:, None]
+    R = np.array([-0.5, -0.1, 0.702, 0.71, 0.72, 0.73, 0.74, 0.75])[:, None]
+    # exact thresholds: the interval [0, 0.7] separates the samples perfectly -> eps = inf (capped), 0 points
+    exact = per_example_epsilon(U, R, rules="exact")
+    assert exact[0] == EPSILON_CAP and epsilon_points(exact, 8)[0] == 0.0
+    # the 0.01 grid has no right end in [0.7, 0.702): its best attack errs once on each side,
+    # eps = log(8 - 1 - 8 delta) in [1.5, 2) -> 0.125 points (what the reference scores)
+    comp = per_example_epsilon(U, R)
+    assert comp[0] == pytest.approx(math.log(7 - 8 * DELTA)) and epsilon_points(comp, 8)[0] == 0.125
+    assert comp[0] == pytest.approx(_grid_epsilon(R[:, 0], U[:, 0]))
 
 
 def test_large_input_runs():

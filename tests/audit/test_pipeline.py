@@ -1,14 +1,17 @@
-"""The audit pipeline on real (digits) runs: the numbers are the ones the runs report, gaps vanish
-against the run itself, the seed's one-batch scenario works, and the forgetting score groups runs."""
+"""The audit pipeline on real (digits) runs: the numbers are the ones the runs report, the seed's
+one-batch scenario works, the caches change no number, and the forgetting score groups runs."""
 
 import json
 import math
 from pathlib import Path
 from types import SimpleNamespace
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from unlearnkit.audit import audit, forgetting_score
 from unlearnkit.audit.pipeline import AUDIT_FILE, score_arrays
@@ -36,7 +39,8 @@ def _json(path):
     return json.loads(path.read_text())
 
 
-def test_audit_numbers_match_the_runs_and_the_reference(runs, digits_run):
+def test_audit_numbers_match_the_runs_and_the_reference(runs, digits_run, monkeypatch, tmp_path):
+    monkeypatch.setenv("UNLEARNKIT_CACHE", str(tmp_path / "cache"))  # every model's numbers computed here
     result = audit(runs.ft, reference=runs.rt, plots=False)
     a = result.to_dict()
     assert json.loads(json.dumps(a)) == a  # plain JSON
@@ -99,16 +103,12 @@ def test_audit_numbers_match_the_runs_and_the_reference(runs, digits_run):
     assert "plots" not in timings
 
 
-def test_reference_equal_to_the_run_gives_zero_gaps(runs):
-    result = audit(runs.ft, reference=runs.ft, original=False, write=False, plots=False)
+def test_a_retrain_is_its_own_reference_with_zero_gaps(runs):
+    result = audit(runs.rt, reference=runs.rt, original=False, write=False, plots=False)  # a bench's retrain row
     ag = result.against_retraining
     assert all(g["gap"] == 0 for g in ag["gaps"].values())
-    assert ag["avg_gap"] == 0 == result.avg_gap
-    assert ag["js_divergence"] == {"forget": 0.0, "test": 0.0}
-    assert ag["time_ratio"] == pytest.approx(1.0)
-    assert result.original is None and "original" not in result.accuracy
+    assert ag["avg_gap"] == 0 == result.avg_gap and ag["js_divergence"] == {"forget": 0.0, "test": 0.0}
     assert any("itself" in n for n in result.notes)
-    assert not (runs.base / "ft" / "audit_plots").exists()
 
 
 def test_seed_one_batch_scenario_reports_fnr_beside_retraining(digits_run, tmp_path):
@@ -209,3 +209,66 @@ def test_logit_cache_is_hit_for_the_same_models_and_changes_no_number(runs, monk
     forget_run(json.loads((runs.ft / "run.json").read_text())["parent"], "neggrad", "random:0.1", other)
     audit(other, reference=runs.rt, write=False, plots=False)
     assert len(calls) >= 4  # the neggrad model's own parts were computed, not looked up
+
+
+def _numbers(result):
+    d = result.to_dict()
+    return {k: v for k, v in d.items() if k not in ("timings", "created")}
+
+
+def test_result_cache_reuses_the_original_and_reference_and_changes_no_number(runs, monkeypatch, tmp_path):
+    import unlearnkit.audit.attacks as attacks
+
+    monkeypatch.setenv("UNLEARNKIT_CACHE", str(tmp_path / "cache"))
+    fits = []
+    real = attacks.mia_efficacy
+    monkeypatch.setattr(attacks, "mia_efficacy", lambda *a, **k: fits.append(1) or real(*a, **k))
+
+    first = audit(runs.ft, reference=runs.rt, write=False, plots=False)
+    assert len(fits) == 3 and list((tmp_path / "cache" / "results").glob("results-*.npz"))
+    fits.clear()
+    again = audit(runs.ft, reference=runs.rt, write=False, plots=False)
+    assert _numbers(again) == _numbers(first)
+    assert len(fits) == 1  # only the unlearned model's SVC: the original's and the reference's came from the cache
+    assert {"cached_results/original", "cached_results/retrained", "mia_efficacy/unlearned"} <= set(again.timings)
+    assert "mia_efficacy/retrained" not in again.timings
+
+    monkeypatch.setenv("UNLEARNKIT_RESULT_CACHE", "0")
+    fits.clear()
+    assert _numbers(audit(runs.ft, reference=runs.rt, write=False, plots=False)) == _numbers(first) and len(fits) == 3
+    monkeypatch.delenv("UNLEARNKIT_RESULT_CACHE")
+
+    # Another model file (the reference's weights nudged) misses the cache for that model only.
+    other_ref = tmp_path / "rt-nudged"
+    shutil.copytree(runs.rt, other_ref, ignore=shutil.ignore_patterns("audit*", "report*"))
+    state = load_file(str(other_ref / "model.safetensors"))
+    name = next(k for k, v in state.items() if v.is_floating_point() and v.ndim > 1)
+    state[name] = state[name] * 1.01
+    save_file(state, str(other_ref / "model.safetensors"))
+    fits.clear()
+    nudged = audit(runs.ft, reference=other_ref, write=False, plots=False)
+    assert len(fits) == 2 and "mia_efficacy/retrained" in nudged.timings and "cached_results/original" in nudged.timings
+
+    # Another forget set changes the original's audited samples (its forget part): a miss as well.
+    ft64, rt64 = tmp_path / "ft64", tmp_path / "rt64"
+    forget_run(json.loads((runs.ft / "run.json").read_text())["parent"], "finetune", "random:64", ft64)
+    forget_run(json.loads((runs.ft / "run.json").read_text())["parent"], "retrain", "random:64", rt64)
+    fits.clear()
+    audit(ft64, reference=rt64, write=False, plots=False)
+    assert len(fits) == 3
+
+
+def test_noise_floor_says_its_n_and_unequal_model_counts_are_stated():
+    rng = np.random.default_rng(1)
+    mu = rng.normal(0, 3, size=300)
+    R, U = mu + rng.normal(size=(8, 300)), mu + rng.normal(size=(4, 300))
+    acc = {"unlearned": {"retain": 99.0, "test": 95.0}, "retrained": {"retain": 99.0, "test": 95.0}}
+    at_n = score_arrays(U, R, acc)  # 2N = 8 retrained runs: the floor is measured at the method's N = 4
+    assert at_n["noise_floor_n_per_side"] == 4 and "4 vs 4 runs" in at_n["noise_floor_note"]
+    assert "at the method's N = 4" in at_n["noise_floor_note"]
+    fewer = score_arrays(U, R[:6], acc)  # 6 retrained runs: halves of 3, and the label says so
+    assert fewer["noise_floor_n_per_side"] == 3
+    assert "at N = 3, not the method's N = 4 (needs 8 retrained runs)" in fewer["noise_floor_note"]
+    assert fewer["notes"] == [f"4 unlearned vs 6 retrained models (the competition requires equal numbers): each side's "
+                              f"rates use its own count and the limits use N = 4"]
+    assert score_arrays(U, R[:4], acc)["notes"] == []

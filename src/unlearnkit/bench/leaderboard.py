@@ -87,9 +87,8 @@ def to_markdown(table: dict[str, list[dict]], header: str, floors: dict[str, Any
             if fl["floor"] is None:
                 lines += ["", f"Competition score: N={fl['n']} retrained runs; no noise floor ({fl['note']})."]
             else:
-                lines += ["", f"Competition score noise floor (retrained vs retrained, {fl['n']} retrained runs; shown "
-                              f"in the retrain row): {fl['floor']:.3f}; what perfect unlearning scores at this N "
-                              f"(see docs/audit.md)."]
+                lines += ["", f"Competition score noise floor ({fl['n']} retrained runs; shown in the retrain row): "
+                              f"{fl['floor']:.3f}; {fl['note']} (see docs/audit.md)."]
         lines.append("")
     lines.append("Mean ± half-width of the 95% t-interval over seeds. UA = 100 - forget accuracy; RA/TA = retain/test "
                  "accuracy; MIA-eff. = share of forget samples an SVC on confidence calls non-member; avg gap = mean "

@@ -84,6 +84,10 @@ def audit_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+# What Ctrl-C leaves behind (cli/main.py prints it): audit and compare write their files only at the end.
+audit_cmd.interrupt_hint = "nothing was written (audit.json and the reports are written last); run the audit again"
+
+
 # --------------------------------------------------------------------------- compare
 
 
@@ -120,11 +124,18 @@ def compare_cmd(args: argparse.Namespace) -> int:
              ["epsilon scored below", s["scored_epsilon_limit"]],
              ["samples at the epsilon cap", s["n_capped"]]],
         )
+        if s["noise_floor"] is not None:
+            console.print(f"noise floor: {s['noise_floor_note']}")
+        for note in s.get("notes") or []:
+            console.print(f"note: {note}")
     for note in result.get("notes") or []:
         console.print(f"note: {note}")
     if result["files"]:
         console.print(f"report: {result['files']['report_html']} (also report.md, compare.json)")
     return 0
+
+
+compare_cmd.interrupt_hint = "nothing was written; run compare again"
 
 
 # --------------------------------------------------------------------------- refs
@@ -149,3 +160,6 @@ def refs_cmd(args: argparse.Namespace) -> int:
                   f"{len(pool.test_ids)} test samples)")
     console.print(f"use it with: unlearnkit audit UNLEARNED_RUN --refs {pool.dir}")
     return 0
+
+
+refs_cmd.interrupt_hint = "run the same `unlearnkit refs build` again: it reuses finished models and resumes the one in training"

@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: a training run can continue with --resume", file=sys.stderr)
+        # A command states what an interruption leaves behind (`interrupt_hint`); only training ones resume.
+        hint = getattr(args._handler, "interrupt_hint", "a training run can continue with --resume")
+        print(f"interrupted: {hint}", file=sys.stderr)
         return 130
 
 
