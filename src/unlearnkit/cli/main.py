@@ -33,13 +33,19 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_handler", None):
         parser.print_help()
         return 2
+    from unlearnkit.runs import writing  # noqa: PLC0415
+
     try:
-        return int(args._handler(args) or 0)
+        with writing(only_known=True):  # a full disk, read-only or forbidden --out: one line naming the path
+            return int(args._handler(args) or 0)
     except UnlearnkitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: a training run can continue with --resume", file=sys.stderr)
+        # Each command says how to continue (bench: run it again); those with --resume point to it.
+        hint = getattr(args, "on_interrupt", None) or (
+            "continue with the same command and --resume" if hasattr(args, "resume") else "run the same command again")
+        print(f"interrupted: {hint}", file=sys.stderr)
         return 130
 
 

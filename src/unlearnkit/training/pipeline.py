@@ -20,6 +20,7 @@ from unlearnkit.data import DatasetBundle, Split, absolute_source, load_dataset,
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.models import create_model
 from unlearnkit.runs import CHECKPOINT_FILE, MODEL_FILE, RunDir, environment, load_weights, prepare_out_dir, save_model
+from unlearnkit.runs import writes_run_dir
 from unlearnkit.training.data import Normalizer, TensorSet, stream_seed
 from unlearnkit.training.loop import evaluate, fit
 from unlearnkit.training.runtime import Runtime
@@ -116,6 +117,7 @@ def with_absolute_paths(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
+@writes_run_dir("out")  # locked while it runs; a failure before the first checkpoint leaves no directory
 def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, wandb: bool = False) -> TrainResult:
     """Train the original model of `cfg` into the run directory `out` (resumable after a kill)."""
     t_start = time.perf_counter()
