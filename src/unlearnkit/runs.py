@@ -37,7 +37,8 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_bytes
 from torch import nn
 
 from unlearnkit.errors import UnlearnkitError
@@ -134,6 +135,12 @@ def _write_file(tmp: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+def _write_temp(writer: Callable[[Path], Any], tmp: Path) -> None:
+    # The one place every atomic write (JSON, reports, safetensors, checkpoints) writes its bytes:
+    # the fault-injection test makes it fail like a full disk at each call in turn.
+    writer(tmp)
+
+
 def _new_file_mode() -> int:
     """0o666 less the process's umask: the mode `open()` gives any new file (e.g. 0644)."""
     try:
@@ -163,7 +170,7 @@ def atomic_write_with(path: str | Path, writer: Callable[[Path], Any]) -> None:
     tmp = temp_path(path)
     with writing(path, target=True):
         try:
-            writer(tmp)
+            _write_temp(writer, tmp)
             os.chmod(tmp, _new_file_mode())  # safetensors writes 0600; a run's files are ordinary files
             _rename(tmp, path)
         except BaseException:
@@ -566,7 +573,24 @@ def check_run_file(path: Path, obj: Any, what: str) -> None:
 def save_model(model: nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
     """Weights as safetensors (no pickle on load), written atomically."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write_with(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
+    atomic_write_bytes(path, safetensors_bytes(state, metadata))
+
+
+def safetensors_bytes(state: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    """The safetensors file of `state`, byte for byte the same for the same weights and metadata.
+
+    safetensors writes its metadata in a random (hash map) order, so the same model saved twice
+    differs; the header is rewritten with the metadata keys sorted (the format allows any
+    order: a header is JSON, space-padded to 8 bytes, followed by the unchanged tensor data).
+    """
+    blob = save_bytes(state)
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + n])
+    if metadata:
+        header = {"__metadata__": {str(k): str(v) for k, v in sorted(metadata.items())}, **header}
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + blob[8 + n :]
 
 
 def load_weights(model: nn.Module, path: Path, arch: str = "the model") -> nn.Module:
