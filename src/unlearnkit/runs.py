@@ -22,6 +22,7 @@ import inspect
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import socket
@@ -93,9 +94,42 @@ def writing(path: str | Path | None = None, *, only_known: bool = False, target:
         raise output_error(exc, path, target=target) from None
 
 
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+_TEMP_NAME = re.compile(r"^\..+\.([0-9a-f]{6})-(\d+)-[0-9a-f]{8}\.tmp$")
+
+
 def temp_path(path: Path) -> Path:
-    """A hidden temp name beside `path`, unique per process and call (two writers never share one)."""
-    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    """A hidden temp name beside `path`, unique per host, process and call (two writers never share one)."""
+    return path.with_name(f".{path.name}.{_HOST}-{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
+def remove_stale_temps(directory: Path) -> None:
+    """Delete temp files that a killed writer (kill -9, power loss) left in `directory`.
+
+    Only our own temp names, written on this host by a process that no longer exists; a live
+    writer's file (its pid is running) or another host's is left alone.
+    """
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        m = _TEMP_NAME.match(entry.name)
+        if m and m.group(1) == _HOST and not _alive(int(m.group(2))):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def make_dirs(path: Path) -> list[Path]:
@@ -167,6 +201,7 @@ def atomic_write_with(path: str | Path, writer: Callable[[Path], Any]) -> None:
     path = Path(path)
     with writing(path):
         created = make_dirs(path.parent)
+    remove_stale_temps(path.parent)  # a few entries per run folder: cheap, and kills leave no litter
     tmp = temp_path(path)
     with writing(path, target=True):
         try:

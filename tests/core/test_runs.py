@@ -80,7 +80,7 @@ def test_written_files_follow_the_umask(tmp_path):
 
 def test_temp_names_are_unique_per_process_and_call(tmp_path):
     a, b = temp_path(tmp_path / "checkpoint.pt"), temp_path(tmp_path / "checkpoint.pt")
-    assert a != b and f".checkpoint.pt.{os.getpid()}-" in a.name and a.name.endswith(".tmp")
+    assert a != b and f"-{os.getpid()}-" in a.name and a.name.startswith(".checkpoint.pt.") and a.name.endswith(".tmp")
 
 
 def test_failed_write_removes_its_temp_file_and_new_directories(tmp_path, monkeypatch):
@@ -239,3 +239,14 @@ def test_a_never_started_run_is_started_over_but_real_content_is_kept(tmp_path):
     (out / "checkpoint.pt").write_bytes(b"epoch 1")
     with pytest.raises(UnlearnkitError, match="is not empty"):
         prepare_out_dir(out, resume=False)
+
+
+def test_temp_files_of_dead_writers_are_swept(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = temp_path(tmp_path / "run.json").name.replace(f"-{os.getpid()}-", f"-{int(dead.stdout)}-")
+    (tmp_path / stale).write_bytes(b"half")  # left by a writer killed mid-write
+    alive = temp_path(tmp_path / "log.jsonl")
+    alive.write_bytes(b"being written")  # ours, in flight
+    (tmp_path / ".user.tmp").write_bytes(b"not our name")
+    atomic_write_json(tmp_path / "run.json", {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".user.tmp", alive.name, "run.json"])

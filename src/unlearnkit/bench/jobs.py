@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from unlearnkit.bench.plan import Job
-from unlearnkit.runs import RunDir, acquire_lock, atomic_write_json, make_dirs, release_lock, remove_empty_dirs, resumable, writing
+from unlearnkit.runs import (
+    LOCK_FILE, RunDir, acquire_lock, atomic_write_json, make_dirs, release_lock, remove_empty_dirs, resumable, try_lock, writing,
+)
 
 SUMMARY = "summary.json"  # an audit job's output
 
@@ -33,6 +35,8 @@ def run_job(job: Job, path: Path, dep_paths: dict[str, str], log_path: Path, dat
     back at once and can do other work first).
     """
     if is_done(job, path):
+        if (path / LOCK_FILE).exists() and try_lock(path):
+            release_lock(path)  # the stale lock file of a bench killed as it finished: tidy it away
         return {"id": job.id, "status": "cached", "seconds": 0.0, "log": str(log_path)}
     with writing(path):
         created = make_dirs(path)
