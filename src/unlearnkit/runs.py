@@ -9,6 +9,11 @@ A run directory holds everything needed to reproduce and audit one model:
   metrics.json     final accuracies (written last, with model.safetensors: their presence = finished)
   model.safetensors
   checkpoint.pt    per-epoch state while training (removed when the run finishes)
+  .unlearnkit.lock while a command writes the directory: who holds it (flock; see `acquire_lock`)
+
+Every write goes to a temp file named for its host, process and call, then is renamed into
+place; a failed write (full disk, read-only, no permission) becomes an `OutputError` naming
+the path and leaves no temp file, and temp files of killed writers are swept on the next write.
 """
 
 from __future__ import annotations
@@ -66,6 +71,11 @@ _OS_HINTS = {
 }
 
 
+def user_fixable(exc: OSError) -> bool:
+    """Whether `exc` is a write failure the user fixes on their side (disk full, read-only, permissions)."""
+    return exc.errno in _OS_HINTS
+
+
 def output_error(exc: OSError, path: str | Path | None = None, *, target: bool = False) -> OutputError:
     """One line for an OSError raised while writing: the path, the reason, and what to do.
 
@@ -89,7 +99,7 @@ def writing(path: str | Path | None = None, *, only_known: bool = False, target:
     except OutputError:
         raise
     except OSError as exc:
-        if only_known and exc.errno not in _OS_HINTS:
+        if only_known and not user_fixable(exc):
             raise
         raise output_error(exc, path, target=target) from None
 
@@ -341,7 +351,9 @@ def locked(directory: str | Path, *, wait: bool = False, what: str = "output dir
 
 
 def _command_line() -> str:
-    argv = [Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python", *sys.argv[1:]]
+    first = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    name = f"python -m {first.parent.name}" if first.name == "__main__.py" else first.name
+    argv = [name, *sys.argv[1:]]
     text = " ".join(argv)
     return text if len(text) <= 200 else text[:197] + "..."
 

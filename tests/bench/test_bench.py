@@ -217,3 +217,15 @@ def test_two_benches_on_one_store_share_the_work(tmp_path, cache_dir):
 
     assert table(shared) == table(single)
     assert not [p for p in shared.rglob("*") if p.name.endswith(".tmp") or p.name == ".unlearnkit.lock"]
+
+
+def test_ctrl_c_in_bench_says_to_run_it_again(tmp_path, monkeypatch, capsys):
+    import unlearnkit.bench.runner as runner
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_bench", interrupted)
+    assert main(["bench", "--preset", "digits", "--out", str(tmp_path / "b")]) == 130
+    err = capsys.readouterr().err
+    assert "run the same bench command again" in err and "--resume" not in err

@@ -139,7 +139,7 @@ def _hold_lock(out: Path) -> subprocess.Popen:
     return proc
 
 
-def test_a_second_writer_is_told_who_holds_the_directory_and_a_dead_holder_blocks_nobody(tmp_path):
+def test_a_second_writer_is_told_who_holds_the_directory_and_a_dead_holder_blocks_nobody(tmp_path, capsys):
     import threading
 
     out = tmp_path / "run"
@@ -148,6 +148,13 @@ def test_a_second_writer_is_told_who_holds_the_directory_and_a_dead_holder_block
         with pytest.raises(BusyError, match=rf"output directory {out} is in use by pid {holder.pid} on .*since 20"):
             acquire_lock(out)
         assert try_lock(out) is False
+        # A second `train` into the same --out stops at once, naming the first (and leaves its directory alone).
+        from unlearnkit.cli.main import main
+
+        assert main(["train", "--preset", "digits", "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"is in use by pid {holder.pid}" in err[0] and "unlearnkit.runs" not in err[0], err
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]
         # kill -9 in half a second: the kernel drops its lock, so the waiter below gets it.
         threading.Timer(0.5, holder.kill).start()
         acquire_lock(out, wait=True)

@@ -33,18 +33,23 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_handler", None):
         parser.print_help()
         return 2
-    from unlearnkit.runs import writing  # noqa: PLC0415
-
     try:
-        with writing(only_known=True):  # a full disk, read-only or forbidden --out: one line naming the path
-            return int(args._handler(args) or 0)
+        return int(args._handler(args) or 0)
     except UnlearnkitError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        from unlearnkit.runs import output_error, user_fixable  # noqa: PLC0415  (torch: only when needed)
+
+        if not user_fixable(exc):
+            raise
+        print(f"error: {output_error(exc)}", file=sys.stderr)  # a full disk, read-only or forbidden path
         return 2
     except KeyboardInterrupt:
         # Each command says how to continue (bench: run it again); those with --resume point to it.
         hint = getattr(args, "on_interrupt", None) or (
-            "continue with the same command and --resume" if hasattr(args, "resume") else "run the same command again")
+            "a run that saved a checkpoint continues with the same command and --resume" if hasattr(args, "resume")
+            else "run the same command again")
         print(f"interrupted: {hint}", file=sys.stderr)
         return 130
 
