@@ -1,4 +1,4 @@
-"""Run directories: atomic writes, provenance, and loading a finished run back.
+"""Run directories: provenance, reading run files back, and the directory a command writes.
 
 A run directory holds everything needed to reproduce and audit one model:
   config.json      the resolved config (the whole recipe)
@@ -9,31 +9,22 @@ A run directory holds everything needed to reproduce and audit one model:
   metrics.json     final accuracies (written last, with model.safetensors: their presence = finished)
   model.safetensors
   checkpoint.pt    per-epoch state while training (removed when the run finishes)
-  .unlearnkit.lock while a command writes the directory: who holds it (flock; see `acquire_lock`)
+  .unlearnkit.lock while a command writes the directory: who holds it (unlearnkit.locks)
 
-Every write goes to a temp file named for its host, process and call, then is renamed into
-place; a failed write (full disk, read-only, no permission) becomes an `OutputError` naming
-the path and leaves no temp file, and temp files of killed writers are swept on the next write.
+Writes are atomic (unlearnkit.files, re-exported here); a command holds the directory's lock
+and, if it fails before the directory holds a model or a checkpoint, leaves nothing behind.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
 import functools
-import hashlib
 import inspect
 import json
-import os
 import platform
-import re
-import secrets
 import shutil
-import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -49,410 +40,16 @@ from torch import nn
 
 from unlearnkit.errors import UnlearnkitError
 
+# The I/O layer, re-exported: run code (and other packages) import it from here.
+from unlearnkit.files import (  # noqa: F401
+    OutputError, atomic_write_bytes, atomic_write_json, atomic_write_text, atomic_write_with, json_text, make_dirs,
+    output_error, remove_empty_dirs, user_fixable, writing,
+)
+from unlearnkit.locks import LOCK_FILE, BusyError, acquire_lock, locked, release_lock, try_lock  # noqa: F401
+from unlearnkit.outputs import check_outputs, write_outputs  # noqa: F401
+
 MODEL_FILE = "model.safetensors"
 CHECKPOINT_FILE = "checkpoint.pt"
-
-
-class OutputError(UnlearnkitError):
-    """A file or directory could not be written (disk full, read-only, no permission); the message names it."""
-
-
-class BusyError(UnlearnkitError):
-    """Another process holds the lock of an output directory; the message names that process."""
-
-
-# Why a write failed -> what the user can do about it (errno -> hint); anything else keeps its strerror.
-_OS_HINTS = {
-    errno.ENOSPC: "the disk is full: free space or choose another --out",
-    errno.EDQUOT: "the disk quota is exhausted: free space or choose another --out",
-    errno.EROFS: "the file system is read-only: choose a writable --out",
-    errno.EACCES: "permission denied: choose a writable --out",
-    errno.EPERM: "permission denied: choose a writable --out",
-}
-
-
-def user_fixable(exc: OSError) -> bool:
-    """Whether `exc` is a write failure the user fixes on their side (disk full, read-only, permissions)."""
-    return exc.errno in _OS_HINTS
-
-
-def output_error(exc: OSError, path: str | Path | None = None, *, target: bool = False) -> OutputError:
-    """One line for an OSError raised while writing: the path, the reason, and what to do.
-
-    `target`: name `path` (the file being written) rather than the OS's file (our temp file).
-    """
-    where = path if (target or exc.filename is None) and path is not None else exc.filename
-    reason = exc.strerror or type(exc).__name__
-    hint = _OS_HINTS.get(exc.errno, "check the path and try again")
-    return OutputError(f"cannot write {where}: {reason}; {hint}")
-
-
-@contextmanager
-def writing(path: str | Path | None = None, *, only_known: bool = False, target: bool = False) -> Iterator[None]:
-    """Turn an OSError raised inside into an `OutputError` naming the file (or `path`).
-
-    `only_known`: convert only the errors a user fixes on their side (disk full, read-only,
-    permissions); others pass through unchanged (they are bugs, or another layer's to word).
-    """
-    try:
-        yield
-    except OutputError:
-        raise
-    except OSError as exc:
-        if only_known and not user_fixable(exc):
-            raise
-        raise output_error(exc, path, target=target) from None
-
-
-_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
-_TEMP_NAME = re.compile(r"^\..+\.([0-9a-f]{6})-(\d+)-[0-9a-f]{8}\.tmp$")
-
-
-def temp_path(path: Path) -> Path:
-    """A hidden temp name beside `path`, unique per host, process and call (two writers never share one)."""
-    return path.with_name(f".{path.name}.{_HOST}-{os.getpid()}-{secrets.token_hex(4)}.tmp")
-
-
-def remove_stale_temps(directory: Path) -> None:
-    """Delete temp files that a killed writer (kill -9, power loss) left in `directory`.
-
-    Only our own temp names, written on this host by a process that no longer exists; a live
-    writer's file (its pid is running) or another host's is left alone.
-    """
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return
-    for entry in entries:
-        m = _TEMP_NAME.match(entry.name)
-        if m and m.group(1) == _HOST and not _alive(int(m.group(2))):
-            with contextlib.suppress(OSError):
-                os.unlink(entry.path)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists, owned by someone else
-    return True
-
-
-def make_dirs(path: Path) -> list[Path]:
-    """mkdir -p that returns the directories it created (outermost first), so a failure can undo them."""
-    path = Path(path)
-    missing = []
-    while not path.exists():
-        missing.append(path)
-        if path.parent == path:
-            break
-        path = path.parent
-    created = []
-    for d in reversed(missing):
-        try:
-            d.mkdir()
-        except FileExistsError:
-            continue
-        created.append(d)
-    return created
-
-
-def remove_empty_dirs(dirs: list[Path]) -> None:
-    """Remove the directories `make_dirs` created (innermost first) that are still empty."""
-    for d in reversed(dirs):
-        try:
-            d.rmdir()
-        except OSError:
-            break  # not empty (someone else wrote there) or already gone: leave it and its parents
-
-
-def _write_file(tmp: Path, data: bytes) -> None:
-    # O_EXCL: the temp name is ours alone; mode 0o666 lets the umask decide, as for any new file.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _write_temp(writer: Callable[[Path], Any], tmp: Path) -> None:
-    # The one place every atomic write (JSON, reports, safetensors, checkpoints) writes its bytes:
-    # the fault-injection test makes it fail like a full disk at each call in turn.
-    writer(tmp)
-
-
-def _new_file_mode() -> int:
-    """0o666 less the process's umask: the mode `open()` gives any new file (e.g. 0644)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)  # no /proc (macOS): read the umask by setting it back at once
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _rename(tmp: Path, path: Path) -> None:
-    os.replace(tmp, path)
-
-
-def atomic_write_with(path: str | Path, writer: Callable[[Path], Any]) -> None:
-    """Call `writer(tmp)` to write a temp file beside `path`, then rename it over `path`.
-
-    Readers see the old file or the new one, never a torn one. On any failure the temp file
-    and the directories this call created are removed, and an OSError becomes an `OutputError`.
-    """
-    path = Path(path)
-    with writing(path):
-        created = make_dirs(path.parent)
-    remove_stale_temps(path.parent)  # a few entries per run folder: cheap, and kills leave no litter
-    tmp = temp_path(path)
-    with writing(path, target=True):
-        try:
-            _write_temp(writer, tmp)
-            os.chmod(tmp, _new_file_mode())  # safetensors writes 0600; a run's files are ordinary files
-            _rename(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            remove_empty_dirs(created)
-            raise
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write_with(path, lambda tmp: _write_file(tmp, data))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def json_text(obj: Any) -> str:
-    """How every JSON file of a run is written (indented, numpy arrays and paths allowed)."""
-    return json.dumps(obj, indent=2, default=_json_default) + "\n"
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json_text(obj))
-
-
-# --------------------------------------------------------------------------- locks
-#
-# One lock per output directory: a hidden file inside it, held with flock(2). The kernel
-# drops the lock when its process dies (kill -9 included), so a dead holder never blocks
-# anyone; the file itself only records who holds it, for the message a second writer gets.
-
-LOCK_FILE = ".unlearnkit.lock"
-_HELD: dict[str, list] = {}  # realpath -> [fd, depth]: this process's locks (re-entrant)
-
-
-def _holder_text(path: Path) -> str:
-    try:
-        h = json.loads(path.read_text(encoding="utf-8"))
-        return f"pid {h['pid']} on {h['host']} ({h['command']}, since {h['since']})"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "another process"
-
-
-def _try_flock(fd: int, wait: bool) -> bool:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        return True
-    except BlockingIOError:
-        return False
-
-
-def acquire_lock(directory: str | Path, *, wait: bool | None = False, what: str = "output directory") -> bool:
-    """Lock `directory` (created if missing) for this process; re-entrant within the process.
-
-    If another process holds it: `wait=True` blocks until it is free (a note on stderr names
-    the holder), `wait=False` raises `BusyError` naming the holder, `wait=None` returns False.
-    """
-    directory = Path(directory)
-    key = os.path.realpath(directory)
-    if key in _HELD:
-        _HELD[key][1] += 1
-        return True
-    path = directory / LOCK_FILE
-    with writing(directory):
-        directory.mkdir(parents=True, exist_ok=True)
-        told = False
-        while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
-            got = _try_flock(fd, False)
-            if not got and wait is None:
-                os.close(fd)
-                return False
-            if not got and not wait:
-                holder = _holder_text(path)
-                os.close(fd)
-                raise BusyError(f"{what} {directory} is in use by {holder}; wait for it to finish or choose another --out")
-            if not got:
-                if not told:
-                    print(f"waiting for {directory}: in use by {_holder_text(path)}", file=sys.stderr)
-                    told = True
-                _try_flock(fd, True)
-            # The previous holder may have removed the file between our open and our flock:
-            # then we hold a lock on a dead inode and must start over on the new file.
-            try:
-                same = os.path.samestat(os.fstat(fd), os.stat(path))
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            os.close(fd)
-        holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": _command_line(),
-                  "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode(), 0)
-    _HELD[key] = [fd, 1]
-    return True
-
-
-def try_lock(directory: str | Path) -> bool:
-    """Lock `directory` if nobody else holds it; False (and nothing locked) if someone does."""
-    return acquire_lock(directory, wait=None)
-
-
-def release_lock(directory: str | Path) -> None:
-    key = os.path.realpath(directory)
-    held = _HELD.get(key)
-    if held is None:
-        return
-    held[1] -= 1
-    if held[1] > 0:
-        return
-    del _HELD[key]
-    fd = held[0]
-    try:
-        # Remove the file while still holding the lock (a waiter then sees a dead inode and retries).
-        path = Path(directory) / LOCK_FILE
-        if os.path.samestat(os.fstat(fd), os.stat(path)):
-            path.unlink()
-    except OSError:
-        pass  # the directory is gone (a failed run removed) or read-only: the kernel lock goes anyway
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def locked(directory: str | Path, *, wait: bool = False, what: str = "output directory") -> Iterator[Path]:
-    """`with locked(out):` hold the lock of `out` for the block (see `acquire_lock`)."""
-    acquire_lock(directory, wait=wait, what=what)
-    try:
-        yield Path(directory)
-    finally:
-        release_lock(directory)
-
-
-def _command_line() -> str:
-    first = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
-    name = f"python -m {first.parent.name}" if first.name == "__main__.py" else first.name
-    argv = [name, *sys.argv[1:]]
-    text = " ".join(argv)
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
-# --------------------------------------------------------------------------- files a command owns
-#
-# `compare --out` and `bench --out` write into folders a user may already keep files in. They
-# replace only files unlearnkit wrote there: the manifest records the hash of each file written,
-# and a file whose current content matches no recorded hash (a user's own, or ours edited since)
-# is never overwritten.
-
-OWNED_MANIFEST = ".unlearnkit-files.json"
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _read_owned(out: Path) -> dict[str, list[str]]:
-    try:
-        raw = json.loads((out / OWNED_MANIFEST).read_text(encoding="utf-8"))
-        files = raw["files"]
-        return {str(k): [str(h) for h in v] for k, v in files.items()}
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}  # a damaged manifest vouches for nothing: every existing file counts as the user's
-
-
-def check_outputs(out: str | Path, names: Iterable[str]) -> None:
-    """Raise if writing `names` into `out` would replace a file unlearnkit did not write there."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"--out {out} exists and is not a directory; choose another --out")
-    owned = _read_owned(out) if out.is_dir() else {}
-    for name in names:
-        path = out / name
-        if path.is_dir():
-            raise OutputError(f"{path} is a directory; move it away or choose another --out")
-        if not path.exists():
-            continue
-        try:
-            digest = _sha256(path.read_bytes())
-        except OSError as exc:
-            raise output_error(exc, path) from None
-        if digest not in owned.get(name, ()):
-            raise OutputError(
-                f"{path} exists and was not written by unlearnkit (or was edited since); move it away or choose another --out"
-            )
-
-
-def write_outputs(out: str | Path, files: Mapping[str, str | bytes]) -> dict[str, Path]:
-    """Write `files` (name relative to `out` -> text or bytes) into `out`, each atomically.
-
-    Refuses (before writing anything) to replace a file unlearnkit did not write (see
-    `check_outputs`). On failure, files and directories this call created are removed again.
-    Concurrent callers on one `out` take turns. Returns name -> path.
-    """
-    out = Path(out)
-    data = {name: (c.encode("utf-8") if isinstance(c, str) else bytes(c)) for name, c in files.items()}
-    with writing(out):
-        created = make_dirs(out)
-    new_files: list[Path] = []
-    try:
-        with locked(out, wait=True):
-            check_outputs(out, data)
-            owned = _read_owned(out)
-            # Both the current and the new hash are ours while the files are being replaced,
-            # so a crash half-way leaves nothing that the next run would refuse to overwrite.
-            for name, blob in data.items():
-                owned[name] = sorted({*owned.get(name, ()), _sha256(blob)})
-            atomic_write_json(out / OWNED_MANIFEST, {"files": owned})
-            for name, blob in data.items():
-                path = out / name
-                if not path.exists():
-                    new_files.append(path)
-                atomic_write_bytes(path, blob)
-            for name, blob in data.items():
-                owned[name] = [_sha256(blob)]
-            atomic_write_json(out / OWNED_MANIFEST, {"files": owned})
-    except BaseException:
-        for path in new_files:
-            path.unlink(missing_ok=True)
-            remove_empty_dirs([d for d in _parents_below(path, out)])
-        if created:
-            with contextlib.suppress(OSError):
-                (out / OWNED_MANIFEST).unlink(missing_ok=True)
-            remove_empty_dirs(created)
-        raise
-    return {name: out / name for name in data}
-
-
-def _parents_below(path: Path, top: Path) -> list[Path]:
-    """The directories between `top` (excluded) and `path` (excluded), outermost first."""
-    rel = path.parent.relative_to(top)
-    return [top / Path(*rel.parts[: i + 1]) for i in range(len(rel.parts))]
-
-
-# --------------------------------------------------------------------------- run directories a command creates
 
 
 def _holds_work(out: Path) -> bool:
@@ -520,14 +117,6 @@ def writes_run_dir(out_param: str = "out"):
         return wrapper
 
     return decorate
-
-def _json_default(o: Any) -> Any:
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
 
 def read_json(path: Path, what: str) -> Any:
     if not path.is_file():

@@ -229,3 +229,22 @@ def test_ctrl_c_in_bench_says_to_run_it_again(tmp_path, monkeypatch, capsys):
     assert main(["bench", "--preset", "digits", "--out", str(tmp_path / "b")]) == 130
     err = capsys.readouterr().err
     assert "run the same bench command again" in err and "--resume" not in err
+
+
+def test_a_bench_folder_from_before_the_manifest_is_still_ours(tmp_path):
+    """Benches written before the manifest (e.g. docs/leaderboards/*) are recognised by their plan and store."""
+    from unlearnkit.bench.runner import _pre_manifest_bench
+    from unlearnkit.outputs import adopt_outputs, check_outputs
+
+    out = tmp_path / "old"
+    (out / "store").mkdir(parents=True)
+    (out / "plan.json").write_text(json.dumps({"scenarios": ["random:0.1"], "jobs": {}}))
+    (out / "leaderboard.md").write_text("# an old leaderboard")
+    assert _pre_manifest_bench(out)
+    adopt_outputs(out, ["plan.json", "leaderboard.md"])
+    check_outputs(out, ["plan.json", "leaderboard.md"])
+    assert not _pre_manifest_bench(out)  # adopted once; from now on the manifest decides
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "plan.json").write_text("{}")  # a user's own plan.json is no bench plan
+    assert not _pre_manifest_bench(user)

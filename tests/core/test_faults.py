@@ -1,7 +1,7 @@
 """Fault injection: a full disk (ENOSPC) at every write of `train` and `forget`, and a read-only --out.
 
 Every atomic write of a run (JSON files, the log, checkpoints, safetensors weights) goes through
-`runs._write_temp` (write the temp file) and `runs._rename` (put it in place). Making the k-th
+`files._write_temp` (write the temp file) and `files._rename` (put it in place). Making the k-th
 call fail, for every k of a clean run, must always give: exit status 2 and one `error:` line
 naming a path; no temp file anywhere; and no half run directory — the output is either gone or
 a run that `--resume` continues, to the very same weights as a run that never failed.
@@ -16,18 +16,18 @@ from pathlib import Path
 import pytest
 from helpers import assert_one_line_error, run_cli
 
-from unlearnkit import runs
+from unlearnkit import files
 
 TRAIN = ["train", "--preset", "digits", "--set", "train.epochs=2"]
 
 
 class Faults:
-    """Count calls of runs._write_temp / runs._rename; make call number `fail_at` of `stage` fail."""
+    """Count calls of files._write_temp / files._rename; make call number `fail_at` of `stage` fail."""
 
     def __init__(self, monkeypatch, stage: str | None = None, fail_at: int = 0):
         self.calls = {"write": 0, "rename": 0}
         self.stage, self.fail_at = stage, fail_at
-        real_write, real_rename = runs._write_temp, runs._rename
+        real_write, real_rename = files._write_temp, files._rename
 
         def write(writer, tmp):
             if self._hit("write"):
@@ -40,8 +40,8 @@ class Faults:
                 raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
             real_rename(tmp, path)
 
-        monkeypatch.setattr(runs, "_write_temp", write)
-        monkeypatch.setattr(runs, "_rename", rename)
+        monkeypatch.setattr(files, "_write_temp", write)
+        monkeypatch.setattr(files, "_rename", rename)
 
     def _hit(self, stage: str) -> bool:
         self.calls[stage] += 1

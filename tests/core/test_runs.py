@@ -54,13 +54,13 @@ import sys  # noqa: E402
 import textwrap  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from unlearnkit import runs  # noqa: E402
-from unlearnkit.runs import (  # noqa: E402
-    LOCK_FILE, BusyError, OutputError, RunDir, acquire_lock, atomic_write_bytes, check_outputs, claim_run_dir,
-    locked, release_lock, temp_path, try_lock, write_outputs,
-)
+from unlearnkit import files  # noqa: E402
+from unlearnkit.files import OutputError, atomic_write_bytes, temp_path  # noqa: E402
+from unlearnkit.locks import LOCK_FILE, BusyError, acquire_lock, locked, release_lock, try_lock  # noqa: E402
+from unlearnkit.outputs import check_outputs, write_outputs  # noqa: E402
+from unlearnkit.runs import RunDir, claim_run_dir  # noqa: E402
 
-SRC = str(Path(runs.__file__).resolve().parents[1])
+SRC = str(Path(files.__file__).resolve().parents[1])
 
 
 def test_written_files_follow_the_umask(tmp_path):
@@ -88,7 +88,7 @@ def test_failed_write_removes_its_temp_file_and_new_directories(tmp_path, monkey
         Path(tmp).write_bytes(data[:3])  # a partial write, then the disk is full
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
 
-    monkeypatch.setattr(runs, "_write_file", full)
+    monkeypatch.setattr(files, "_write_file", full)
     with pytest.raises(OutputError, match=r"cannot write .*x\.png.*No space left on device; the disk is full"):
         atomic_write_bytes(tmp_path / "out" / "plots" / "x.png", b"0123456789")
     assert list(tmp_path.iterdir()) == []  # neither the temp file nor the empty plots/ (or out/) stays
@@ -126,7 +126,7 @@ def test_non_utf8_and_damaged_run_files_are_named(tmp_path):
 _HOLDER = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {src!r})
-    from unlearnkit.runs import acquire_lock
+    from unlearnkit.locks import acquire_lock
     acquire_lock({out!r})
     print("locked", flush=True)
     time.sleep(120)
@@ -219,7 +219,7 @@ def test_outputs_never_replace_a_file_unlearnkit_did_not_write(tmp_path):
 
 def test_a_failed_output_write_leaves_no_new_file(tmp_path, monkeypatch):
     calls = []
-    real = runs._write_file
+    real = files._write_file
 
     def second_fails(tmp, data):
         calls.append(tmp)
@@ -227,7 +227,7 @@ def test_a_failed_output_write_leaves_no_new_file(tmp_path, monkeypatch):
             raise OSError(errno.EROFS, "Read-only file system", str(tmp))
         real(tmp, data)
 
-    monkeypatch.setattr(runs, "_write_file", second_fails)
+    monkeypatch.setattr(files, "_write_file", second_fails)
     with pytest.raises(OutputError, match=r"b.html: Read-only file system; the file system is read-only"):
         write_outputs(tmp_path / "cmp", {"a.md": "a", "sub/b.html": "b"})
     assert not (tmp_path / "cmp").exists()

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from unlearnkit.bench.plan import Job
-from unlearnkit.runs import (
-    LOCK_FILE, RunDir, acquire_lock, atomic_write_json, make_dirs, release_lock, remove_empty_dirs, resumable, try_lock, writing,
-)
+from unlearnkit.files import atomic_write_json, make_dirs, remove_empty_dirs, writing
+from unlearnkit.locks import LOCK_FILE, acquire_lock, release_lock, try_lock
+from unlearnkit.runs import RunDir, resumable
 
 SUMMARY = "summary.json"  # an audit job's output
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from unlearnkit.runs import write_outputs
+from unlearnkit.outputs import write_outputs
 
 # Every file the leaderboard writes into the bench folder (checked before a bench starts).
 FILES = ("leaderboard.md", "leaderboard.csv", "leaderboard.html", "gap_vs_time.png", "confidence.png")

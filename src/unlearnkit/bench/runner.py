@@ -15,7 +15,9 @@ from unlearnkit.bench.leaderboard import FILES, build_rows, write_leaderboard
 from unlearnkit.bench.plan import Plan, build_plan, parse_methods
 from unlearnkit.config import RunConfig
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.runs import check_outputs, json_text, read_json, write_outputs
+from unlearnkit.files import json_text
+from unlearnkit.outputs import OWNED_MANIFEST, adopt_outputs, check_outputs, write_outputs
+from unlearnkit.runs import read_json
 from unlearnkit.training.pipeline import load_data, with_absolute_paths
 
 
@@ -88,7 +90,10 @@ def run_bench(
     if dry_run:
         return {"plan": rows, "estimated_seconds": todo, "jobs": [j.id for j in plan.order()]}
     # Before hours of jobs: the bench folder must not hold files of the user's that it would replace.
-    check_outputs(out, ("plan.json", "results.json", *FILES))
+    names = ("plan.json", "results.json", *FILES)
+    if _pre_manifest_bench(out):
+        adopt_outputs(out, names)
+    check_outputs(out, names)
     write_outputs(out, {"plan.json": json_text({**plan.config, "jobs": {j.id: {"kind": j.kind, "key": j.key, "deps": j.deps}
                                                                        for j in plan.order()}})})
     data = cfg.data.source
@@ -103,6 +108,17 @@ def run_bench(
     header = f"# unlearnkit leaderboard: {cfg.preset}, {len(names)} methods, {seeds} seed(s)"
     paths = write_leaderboard(out, table, header, floors, hists)
     return {"results": results, "failed": failed, "skipped": skipped, "leaderboard": paths, "table": table}
+
+
+def _pre_manifest_bench(out: Path) -> bool:
+    """A bench folder written before benches kept a manifest: its plan.json is a bench plan, beside its store."""
+    if (out / OWNED_MANIFEST).exists() or not (out / "store").is_dir():
+        return False
+    try:
+        plan = json.loads((out / "plan.json").read_bytes().decode("utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(plan, dict) and isinstance(plan.get("jobs"), dict) and "scenarios" in plan
 
 
 def _cuda() -> bool:

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        from unlearnkit.runs import output_error, user_fixable  # noqa: PLC0415  (torch: only when needed)
+        from unlearnkit.files import output_error, user_fixable  # noqa: PLC0415
 
         if not user_fixable(exc):
             raise

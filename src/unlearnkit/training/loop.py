@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from unlearnkit.config import TrainConfig
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.runs import atomic_write_with
+from unlearnkit.files import atomic_write_with
 from unlearnkit.training.data import Batch, Normalizer, TensorSet, batches, stream_seed, steps_per_epoch
 from unlearnkit.training.runtime import Runtime
 
