@@ -151,3 +151,101 @@ def test_precision_is_part_of_every_stored_model_key(tmp_path):
     # the original differs, and through it every job that descends from it
     assert all(fp32[k] != bf16[k] for k in fp32)
     assert keys("fp32") == fp32  # and the key is stable
+
+
+# --------------------------------------------------------------------------- robustness (issue #13)
+
+
+def test_a_failed_original_is_reported_not_a_crash(tmp_path, cache_dir, capsys):
+    """The original diverges: every job depending on it is skipped, the leaderboard is still
+    written (empty), the failed job's log is named, and the exit status is 1."""
+    out = tmp_path / "b"
+    code = main(["bench", "--preset", "digits", "--set", "train.epochs=1", "--set", "train.lr=1e12",
+                 "--methods", "finetune", "--out", str(out)])
+    printed = " ".join(capsys.readouterr().out.split())  # the console wraps lines
+    assert code == 1
+    log = out / "logs" / "original__seed0.log"
+    assert "failed original/seed0: see" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["original/seed0"]["status"] == "failed" and results["original/seed0"]["log"] == str(log)
+    assert "diverged" in log.read_text() or "became nan" in log.read_text()
+    assert "No audit finished" in (out / "leaderboard.md").read_text()
+    assert not (out / "store").exists() or not any((out / "store").iterdir())  # no half store entry
+
+
+def test_bench_never_replaces_a_users_file(tmp_path, cache_dir, capsys):
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "leaderboard.md").write_text("my leaderboard")
+    code = main(["bench", "--preset", "digits", "--methods", "finetune", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "leaderboard.md exists and was not written by unlearnkit" in err[0]
+    assert (out / "leaderboard.md").read_text() == "my leaderboard"
+    assert sorted(p.name for p in out.iterdir()) == ["leaderboard.md"]  # checked before any job ran
+
+
+def test_two_benches_on_one_store_share_the_work(tmp_path, cache_dir):
+    """Two `bench` processes started together on one folder: no job runs twice (one header per
+    job log), and both end with the leaderboard a single process writes."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import unlearnkit
+
+    argv = ["bench", "--preset", "digits", "--set", "train.epochs=1", "--methods", "finetune", "--seeds", "1"]
+    env = {**os.environ, "PYTHONPATH": str(Path(unlearnkit.__file__).resolve().parents[1]), "UNLEARNKIT_QUIET": "1",
+           "OMP_NUM_THREADS": "1", "UNLEARNKIT_CACHE": str(cache_dir)}
+    shared = tmp_path / "shared"
+    procs = [subprocess.Popen([sys.executable, "-m", "unlearnkit", *argv, "--out", str(shared)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    single = tmp_path / "single"
+    assert main([*argv, "--out", str(single)]) == 0
+    logs = sorted((shared / "logs").iterdir())
+    assert len(logs) == 5  # original, retrain, finetune, 2 audits
+    for log in logs:
+        starts = [line for line in log.read_text().splitlines() if line.startswith("== ")]
+        assert len(starts) == 1, (log.name, starts)  # each job ran once, in one of the two
+
+    def table(folder):
+        import csv
+
+        rows = list(csv.DictReader((folder / "leaderboard.csv").open()))
+        return [{k: v for k, v in r.items() if not k.startswith(("seconds", "time_ratio"))} for r in rows]
+
+    assert table(shared) == table(single)
+    assert not [p for p in shared.rglob("*") if p.name.endswith(".tmp") or p.name == ".unlearnkit.lock"]
+
+
+def test_ctrl_c_in_bench_says_to_run_it_again(tmp_path, monkeypatch, capsys):
+    import unlearnkit.bench.runner as runner
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_bench", interrupted)
+    assert main(["bench", "--preset", "digits", "--out", str(tmp_path / "b")]) == 130
+    err = capsys.readouterr().err
+    assert "run the same bench command again" in err and "--resume" not in err
+
+
+def test_a_bench_folder_from_before_the_manifest_is_still_ours(tmp_path):
+    """Benches written before the manifest (e.g. docs/leaderboards/*) are recognised by their plan and store."""
+    from unlearnkit.bench.runner import _pre_manifest_bench
+    from unlearnkit.outputs import adopt_outputs, check_outputs
+
+    out = tmp_path / "old"
+    (out / "store").mkdir(parents=True)
+    (out / "plan.json").write_text(json.dumps({"scenarios": ["random:0.1"], "jobs": {}}))
+    (out / "leaderboard.md").write_text("# an old leaderboard")
+    assert _pre_manifest_bench(out)
+    adopt_outputs(out, ["plan.json", "leaderboard.md"])
+    check_outputs(out, ["plan.json", "leaderboard.md"])
+    assert not _pre_manifest_bench(out)  # adopted once; from now on the manifest decides
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "plan.json").write_text("{}")  # a user's own plan.json is no bench plan
+    assert not _pre_manifest_bench(user)

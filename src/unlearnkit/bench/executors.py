@@ -57,20 +57,39 @@ class _BenchBar:
 
 
 def run_local(plan: Plan, data: str | None = None, on_result: Report | None = None) -> dict[str, dict[str, Any]]:
+    """Jobs one at a time in dependency order; a job another bench (on the same store) is
+    running now is put off while other ready jobs run, and waited for only when none is left."""
     results: dict[str, dict[str, Any]] = {}
     bar = _BenchBar(plan, "bench")
-    for job in plan.order():
-        bar.start(job)
-        failed = [d for d in job.deps if results[d]["status"] in ("failed", "skipped")]
-        if failed:
-            results[job.id] = {"id": job.id, "status": "skipped", "seconds": 0.0, "log": None, "because": failed[0]}
+    pending = plan.order()
+    while pending:
+        # Dependency order: the first pending job's dependencies are always resolved.
+        ready = [j for j in pending if all(d in results for d in j.deps)]
+        result = None
+        for job in ready:
+            bar.start(job)
+            result = _run_one(plan, job, results, data, wait=None)
+            if result is not None:
+                break
         else:
-            results[job.id] = run_job(job, plan.path(job), _dep_paths(plan, job), _log(plan, job), data)
-        bar.finish(job, results[job.id])
+            job = ready[0]
+            bar.start(job)
+            result = _run_one(plan, job, results, data, wait=True)
+        results[job.id] = result
+        pending.remove(job)
+        bar.finish(job, result)
         if on_result:
-            on_result(results[job.id])
+            on_result(result)
     bar.close()
-    return results
+    return {j.id: results[j.id] for j in plan.order()}
+
+
+def _run_one(plan: Plan, job: Job, results: dict[str, dict[str, Any]], data: str | None,
+             wait: bool | None) -> dict[str, Any] | None:
+    failed = [d for d in job.deps if results[d]["status"] in ("failed", "skipped")]
+    if failed:
+        return {"id": job.id, "status": "skipped", "seconds": 0.0, "log": None, "because": failed[0]}
+    return run_job(job, plan.path(job), _dep_paths(plan, job), _log(plan, job), data, wait=wait)
 
 
 def run_ray(plan: Plan, data: str | None = None, address: str | None = None, num_cpus: int | None = None,

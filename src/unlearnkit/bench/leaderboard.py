@@ -17,7 +17,10 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from unlearnkit.runs import atomic_write_bytes, atomic_write_text
+from unlearnkit.outputs import write_outputs
+
+# Every file the leaderboard writes into the bench folder (checked before a bench starts).
+FILES = ("leaderboard.md", "leaderboard.csv", "leaderboard.html", "gap_vs_time.png", "confidence.png")
 
 # (column key, header, format) in table order; "gap" = |method - retrain| averaged over UA, RA, TA, MIA.
 COLUMNS = [
@@ -77,6 +80,8 @@ def _cell(value: tuple[float, float], fmt: str) -> str:
 
 def to_markdown(table: dict[str, list[dict]], header: str, floors: dict[str, Any], notes: list[str] = ()) -> str:
     lines = [header, ""] + [line for n in notes for line in (n, "")]  # e.g. which tuned defaults, tuned on which seeds
+    if not table:
+        lines += ["No audit finished, so there is nothing to rank: see the failed jobs' logs (listed by the bench).", ""]
     for scenario, rows in table.items():
         lines += [f"## forget `{scenario}`", "", "| method | n | " + " | ".join(h for _, h, _ in COLUMNS) + " |",
                   "|---|---:|" + "---:|" * len(COLUMNS)]
@@ -188,13 +193,14 @@ def to_html(markdown_text: str, table: dict[str, list[dict]], images: dict[str, 
 def write_leaderboard(out: Path, table: dict[str, list[dict]], header: str, floors: dict[str, Any],
                       hists: dict[str, dict[str, np.ndarray]], notes: list[str] = ()) -> dict[str, Path]:
     md = to_markdown(table, header, floors, notes)
-    images = {"average gap to retraining vs. time": gap_vs_time_plot(table)}
+    plots: dict[str, tuple[str, bytes]] = {}  # file name -> (caption, png)
+    if table:  # a bench whose every audit failed still gets its (empty) tables, just no plot
+        plots["gap_vs_time.png"] = ("average gap to retraining vs. time", gap_vs_time_plot(table))
     if hists:
-        images["confidence on forget vs. test, per method"] = confidence_plot(hists)
-    paths = {"md": out / "leaderboard.md", "csv": out / "leaderboard.csv", "html": out / "leaderboard.html"}
-    atomic_write_text(paths["md"], md)
-    atomic_write_text(paths["csv"], to_csv(table))
-    atomic_write_text(paths["html"], to_html(md, table, images, header.lstrip("# ").strip(), notes))
-    for name, png in zip(("gap_vs_time.png", "confidence.png"), images.values()):
-        atomic_write_bytes(out / name, png)
-    return paths
+        plots["confidence.png"] = ("confidence on forget vs. test, per method", confidence_plot(hists))
+    images = dict(plots.values())
+    files = {"leaderboard.md": md, "leaderboard.csv": to_csv(table),
+             "leaderboard.html": to_html(md, table, images, header.lstrip("# ").strip(), notes),
+             **{name: png for name, (_, png) in plots.items()}}
+    written = write_outputs(out, files)
+    return {"md": written["leaderboard.md"], "csv": written["leaderboard.csv"], "html": written["leaderboard.html"]}

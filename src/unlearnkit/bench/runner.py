@@ -11,18 +11,23 @@ import numpy as np
 
 from unlearnkit.bench.executors import run_local, run_ray
 from unlearnkit.bench.jobs import SUMMARY
-from unlearnkit.bench.leaderboard import build_rows, write_leaderboard
+from unlearnkit.bench.leaderboard import FILES, build_rows, write_leaderboard
 from unlearnkit.bench.plan import Plan, build_plan, parse_methods
 from unlearnkit.config import RunConfig
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.runs import atomic_write_json, read_json
+from unlearnkit.files import json_text
+from unlearnkit.outputs import OWNED_MANIFEST, adopt_outputs, check_outputs, write_outputs
+from unlearnkit.runs import read_json
 from unlearnkit.training.pipeline import load_data, with_absolute_paths
 
 
 def estimate_original_seconds(cfg: RunConfig, n_train: int, store: Path) -> float:
     """Seconds for one original training: measured if the store has one, else a rough guess."""
     for metrics in sorted(store.glob("original-*/metrics.json")):
-        return float(json.loads(metrics.read_text())["train_seconds"])
+        try:
+            return float(json.loads(metrics.read_bytes().decode("utf-8"))["train_seconds"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a damaged record only costs the estimate its measurement
     # Measured on 2 CPU cores: ResNet-18 width 64 ~95 img/s, width 16 ~850 img/s; small CNN on digits ~3000.
     img_s = 3000.0 if cfg.model.name == "small_cnn" else 850.0 * (16 / cfg.model.width) ** 2
     return cfg.train.epochs * n_train / img_s
@@ -84,15 +89,19 @@ def run_bench(
                     ["job kind", "jobs", "in store", "to run"], rows)
     if dry_run:
         return {"plan": rows, "estimated_seconds": todo, "jobs": [j.id for j in plan.order()]}
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "plan.json", {**plan.config, "jobs": {j.id: {"kind": j.kind, "key": j.key, "deps": j.deps}
-                                                                  for j in plan.order()}})
+    # Before hours of jobs: the bench folder must not hold files of the user's that it would replace.
+    names = ("plan.json", "results.json", *FILES)
+    if _pre_manifest_bench(out):
+        adopt_outputs(out, names)
+    check_outputs(out, names)
+    write_outputs(out, {"plan.json": json_text({**plan.config, "jobs": {j.id: {"kind": j.kind, "key": j.key, "deps": j.deps}
+                                                                       for j in plan.order()}})})
     data = cfg.data.source
     if executor == "ray":
         results = run_ray(plan, data=data, address=ray_address, num_cpus=_cpu_count())
     else:
         results = run_local(plan, data=data)
-    atomic_write_json(out / "results.json", results)
+    write_outputs(out, {"results.json": json_text(results)})
     failed = [r for r in results.values() if r["status"] == "failed"]
     skipped = [r for r in results.values() if r["status"] == "skipped"]
     table, floors, hists = aggregate(plan, cfg, score_models)
@@ -102,6 +111,17 @@ def run_bench(
     notes = [provenance_note(names, cfg, scenarios, list(range(seeds)))]  # evaluation seeds vs the defaults' tuning seeds
     paths = write_leaderboard(out, table, header, floors, hists, notes)
     return {"results": results, "failed": failed, "skipped": skipped, "leaderboard": paths, "table": table}
+
+
+def _pre_manifest_bench(out: Path) -> bool:
+    """A bench folder written before benches kept a manifest: its plan.json is a bench plan, beside its store."""
+    if (out / OWNED_MANIFEST).exists() or not (out / "store").is_dir():
+        return False
+    try:
+        plan = json.loads((out / "plan.json").read_bytes().decode("utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(plan, dict) and isinstance(plan.get("jobs"), dict) and "scenarios" in plan
 
 
 def _cuda() -> bool:

@@ -22,6 +22,8 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
                    help="override the recipe (train.epochs=3) or a method (finetune.lr=0.01); repeatable")
     p.add_argument("--out", default="runs/bench", help="bench folder: store/, logs/, leaderboard.* (default: runs/bench)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and its estimated cost, run nothing")
+    # Ctrl-C: the bench has no --resume; running it again reuses every finished job.
+    p.set_defaults(on_interrupt="run the same bench command again: every finished job is reused")
 
 
 @command("bench", "Run methods x forget scenarios x seeds (reusing every stored model) and write a leaderboard.")

@@ -40,9 +40,19 @@ def main(argv: list[str] | None = None) -> int:
     except UnlearnkitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        from unlearnkit.files import output_error, user_fixable  # noqa: PLC0415
+
+        if not user_fixable(exc):
+            raise
+        print(f"error: {output_error(exc)}", file=sys.stderr)  # a full disk, read-only or forbidden path
+        return 2
     except KeyboardInterrupt:
-        # A command states what an interruption leaves behind (`interrupt_hint`); only training ones resume.
-        hint = getattr(args._handler, "interrupt_hint", "a training run can continue with --resume")
+        # Each command says what an interruption leaves behind (`interrupt_hint` on the handler, or
+        # `on_interrupt` set by its arguments); commands with --resume point to it, others: run again.
+        hint = getattr(args._handler, "interrupt_hint", None) or getattr(args, "on_interrupt", None) or (
+            "a run that saved a checkpoint continues with the same command and --resume" if hasattr(args, "resume")
+            else "run the same command again")
         print(f"interrupted: {hint}", file=sys.stderr)
         return 130
 

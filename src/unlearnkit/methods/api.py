@@ -20,6 +20,7 @@ from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods.base import MethodContext, get_method, make_hparams
 from unlearnkit.provenance import check_same_job, describe, lineage_root, model_sha256, sha256_ids, sha256_json
 from unlearnkit.runs import CHECKPOINT_FILE, MODEL_FILE, RunDir, environment, prepare_out_dir, save_model
+from unlearnkit.runs import writes_run_dir
 from unlearnkit.training.data import Normalizer, TensorSet
 from unlearnkit.training.loop import DivergedError, predict_logits
 from unlearnkit.training.runtime import Runtime
@@ -95,6 +96,7 @@ def peak_memory_mb(runtime: Runtime) -> float:
     return rss / (2**20 if sys.platform == "darwin" else 2**10)
 
 
+@writes_run_dir("out")  # locked while it runs; a failure before a model or checkpoint leaves no directory
 def forget_run(
     run_path: str | Path,
     method: str,

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from unlearnkit.config import TrainConfig
 from unlearnkit.errors import UnlearnkitError
+from unlearnkit.files import atomic_write_with
 from unlearnkit.training.data import Batch, Normalizer, TensorSet, batches, stream_seed, steps_per_epoch
 from unlearnkit.training.runtime import Runtime
 
@@ -398,6 +399,4 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
     Contents are tensors, dicts, lists and numbers only, so `torch.load(weights_only=True)` reads them.
     """
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    atomic_write_with(path, lambda tmp: torch.save(state, tmp))  # a unique temp name: two writers never collide

@@ -22,6 +22,7 @@ from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods.api import peak_memory_mb
 from unlearnkit.models import create_model
 from unlearnkit.runs import CHECKPOINT_FILE, MODEL_FILE, RunDir, environment, load_weights, prepare_out_dir, save_model
+from unlearnkit.runs import writes_run_dir
 from unlearnkit.training.data import Normalizer, TensorSet, stream_seed
 from unlearnkit.training.loop import DivergedError, evaluate, fit
 from unlearnkit.training.runtime import Runtime
@@ -125,6 +126,7 @@ def with_absolute_paths(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
+@writes_run_dir("out")  # locked while it runs; a failure before the first checkpoint leaves no directory
 def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, wandb: bool = False) -> TrainResult:
     """Train the original model of `cfg` into the run directory `out` (resumable after a kill)."""
     t_start = time.perf_counter()
