@@ -308,6 +308,9 @@ def _write_run(path: Path, template: nn.Module, name: str, role: str, parts: _Pa
     run.write_json("split.json", split.manifest())
     run.write_json("run.json", {
         "kind": kind, "status": "finished", "method": method, "forget_spec": split.forget_spec,
+        # The caller vouches that `reference=` is retrained without the forget set from the same
+        # starting point: the audit's reference check reads exactly these two fields.
+        "exact": role == "retrained", "parent": "the caller's original model (in memory)",
         "api": "unlearnkit.audit(model, forget=..., retain=..., test=...)",
         "dataset": {"name": bundle.name, "source": source, "fingerprint": bundle.fingerprint, "classes": list(bundle.classes)},
         "normalizer": {"mean": parts.normalizer.mean, "std": parts.normalizer.std},

@@ -80,7 +80,8 @@ def _check_reference(run, info: dict, target) -> None:
             f"reference run {run.path} is not an exact retrain (run.json exact: {info.get('exact')!r}, method "
             f"{info.get('method')!r}); {fix}"
         )
-    mine = target.info.get("parent")
+    # A chained run's immediate parent is unlearned; its exact reference retrains the lineage's root.
+    mine = target.info.get("original") or target.info.get("parent")
     if not (_same_path(info.get("parent"), mine) or info.get("parent") == mine):
         raise UnlearnkitError(
             f"reference run {run.path} was retrained from another original (run.json parent: {info.get('parent')}) than "
