@@ -160,7 +160,8 @@ def test_a_failed_original_is_reported_not_a_crash(tmp_path, cache_dir, capsys):
     """The original diverges: every job depending on it is skipped, the leaderboard is still
     written (empty), the failed job's log is named, and the exit status is 1."""
     out = tmp_path / "b"
-    code = main(["bench", "--preset", "digits", "--set", "train.epochs=1", "--set", "train.lr=1e12",
+    code = main(["bench", "--preset", "digits", "--set", "train.epochs=1", "--set", "train.lr=10",
+                 "--set", "train.momentum=0.99", "--set", "train.weight_decay=1", "--set", "train.schedule=constant",
                  "--methods", "finetune", "--out", str(out)])
     printed = " ".join(capsys.readouterr().out.split())  # the console wraps lines
     assert code == 1

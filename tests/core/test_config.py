@@ -28,7 +28,7 @@ def test_set_overrides_are_typed():
         ("train.flip=maybe", "train.flip expects true or false"),
         ("train=3", "'train' is a section"),
         ("train.epochs", "not KEY=VALUE"),
-        ("train.schedule=linear", "train.schedule='linear' is out of range: it must be one of onecycle, cosine, constant"),
+        ("train.schedule=linear", "train.schedule='linear' is out of range: it must be one of onecycle, cosine, multistep, constant"),
         ("data.val_fraction=1.5", r"data.val_fraction=1.5 is out of range: it must be in \(0, 1\)"),
         ("train.epochs=0", "train.epochs=0 is out of range: it must be >= 1"),
         # Non-finite values pass `x < 0` checks (NaN compares false): the declared ranges reject them.
@@ -80,5 +80,5 @@ def test_every_single_value_rule_is_declared_on_its_field():
 
     train, data = specs(TrainConfig), specs(DataConfig)
     assert train["lr"].rule() == "in (0, 10]" and train["label_smoothing"].rule() == "in [0, 1)"
-    assert train["schedule"].choices == ("onecycle", "cosine", "constant")
+    assert train["schedule"].choices == ("onecycle", "cosine", "multistep", "constant")
     assert data["val_fraction"].rule() == "in (0, 1)"

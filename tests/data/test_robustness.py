@@ -73,5 +73,5 @@ def test_one_class_dataset_is_refused(tmp_path):
 def test_negative_seed_from_the_cli_is_a_one_line_error(tmp_path, capsys):
     out = tmp_path / "run"
     code, _, err = run_cli(capsys, "train", "--preset", "digits", "--seed", "-1", "--out", out)
-    assert_one_line_error(code, err, r"seed must be a whole number from 0 to 4294967295, got -1")
+    assert_one_line_error(code, err, r"seed=-1 is out of range: it must be in \[0, 4294967295\]")
     assert not out.exists()  # nothing half-written

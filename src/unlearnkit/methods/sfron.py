@@ -61,7 +61,11 @@ def fisher_ratio_mask(model, ctx: MethodContext, hp: SFRonHparams, batch_size: i
     """1 where Fisher(forget) >= threshold x Fisher(remain) (their `(f + 1e-15) / (r + 1e-15) >= gamma`)."""
     was_training = model.training
     model.eval()
-    remain = random_subset(ctx.data("retain"), hp.remain_samples, stream_seed(ctx.seed, "sfron/remain"))
+    retain = ctx.data("retain")
+    # Whole batches only (like ssd's training-data sample): a ragged last batch would be a third
+    # input shape beside the training batches and forget's own last batch (cudnn re-tunes each shape).
+    count = max(batch_size, min(hp.remain_samples, len(retain)) // batch_size * batch_size)
+    remain = random_subset(retain, count, stream_seed(ctx.seed, "sfron/remain"))
     i_forget = fisher_diagonal(model, ctx.data("forget"), ctx, batch_size, "sfron fisher on forget")
     i_remain = fisher_diagonal(model, remain, ctx, batch_size, "sfron fisher on remain")
     model.train(was_training)
