@@ -85,6 +85,14 @@ def test_compare_report(audited, tmp_path, capsys):
     assert (tmp_path / "cmp" / "report.md").read_text().startswith("# Unlearning comparison: 3 run(s)")
     with pytest.raises(UnlearnkitError, match="is a run directory"):
         compare([audited.ft], out=audited.rt)
+    # Its own files are rewritten; a report the user wrote there is never replaced.
+    compare([audited.ft], out=tmp_path / "cmp")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.md").write_text("my notes")
+    with pytest.raises(UnlearnkitError, match="report.md"):
+        compare([audited.ft], out=mine)
+    assert (mine / "report.md").read_text() == "my notes" and not (mine / "report.html").exists()
     with pytest.raises(UnlearnkitError, match="does not exist"):
         compare([tmp_path / "nope"])
 

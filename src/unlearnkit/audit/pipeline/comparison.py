@@ -247,7 +247,8 @@ def compare(
                         "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     files = {}
     if out_path is not None:
-        from unlearnkit.runs import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: PLC0415
+        from unlearnkit.files import json_text  # noqa: PLC0415
+        from unlearnkit.outputs import check_outputs, write_outputs  # noqa: PLC0415
 
         from .. import plots as P  # noqa: PLC0415
         from ..report import compare_document  # noqa: PLC0415
@@ -259,12 +260,11 @@ def compare(
             images["tradeoff"] = P.compare_bars(rows)
         doc = compare_document(result, images)
         md, html = doc.to_markdown(PLOTS_DIR), doc.to_html()
-        out_path.mkdir(parents=True, exist_ok=True)
-        for name, png in images.items():
-            atomic_write_bytes(out_path / PLOTS_DIR / f"{name}.png", png)
-        atomic_write_text(out_path / REPORT_MD, md)
-        atomic_write_text(out_path / REPORT_HTML, html)
-        atomic_write_json(out_path / "compare.json", result)
+        # Never replace a report the user wrote (or edited) there: only files this tool wrote.
+        outputs = {**{f"{PLOTS_DIR}/{n}.png": p for n, p in images.items()}, REPORT_MD: md, REPORT_HTML: html,
+                   "compare.json": json_text(result)}
+        check_outputs(out_path, outputs)
+        write_outputs(out_path, outputs)
         files = {"compare": str(out_path / "compare.json"), "report_md": str(out_path / REPORT_MD),
                  "report_html": str(out_path / REPORT_HTML)}
     result["files"] = files
