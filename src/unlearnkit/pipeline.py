@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from unlearnkit.cli.tables import console, print_table
+from unlearnkit.tables import console, print_table
 from unlearnkit.config import RunConfig, flatten, resolve_config
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods import forget_run, list_methods

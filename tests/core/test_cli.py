@@ -116,7 +116,7 @@ def test_listing_commands(capsys):
 def test_console_script_reports_errors_with_exit_status_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "unlearnkit", "train", "--preset", "nope", "--out", str(tmp_path / "x")],
                           capture_output=True, text=True)
-    assert proc.returncode == 2 and proc.stderr.strip() == "error: unknown preset 'nope'; choose one of: digits, cifar10-cpu, cifar10-resnet18, cifar10-salun (see `unlearnkit presets`)"
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: unknown preset 'nope'; choose one of: digits, cifar10-cpu, cifar100-cpu, cifar10-resnet18, cifar10-salun (see `unlearnkit presets`)"
 
 
 def test_a_relative_data_path_is_recorded_absolute_so_later_commands_work_anywhere(capsys, tmp_path, monkeypatch, cache_dir):

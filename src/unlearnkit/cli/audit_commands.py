@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from unlearnkit.cli.registry import command
-from unlearnkit.cli.tables import console, print_table
+from unlearnkit.tables import console, print_table
 
 ROLES = ("original", "unlearned", "retrained")
 

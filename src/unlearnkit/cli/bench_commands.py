@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from unlearnkit.cli.registry import command, with_arguments
-from unlearnkit.cli.tables import console, print_table
+from unlearnkit.tables import console, print_table
 
 
 def _bench_args(p: argparse.ArgumentParser) -> None:

@@ -7,7 +7,7 @@ import json
 
 from unlearnkit.cli.registry import command
 from unlearnkit.cli.registry import with_arguments as _with_args
-from unlearnkit.cli.tables import console, print_mapping, print_table
+from unlearnkit.tables import console, print_mapping, print_table
 from unlearnkit.config import PRESETS, flatten, resolve_config
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from unlearnkit.cli.registry import command, with_arguments
-from unlearnkit.cli.tables import console, print_mapping
+from unlearnkit.tables import console, print_mapping
 
 
 def _import_args(p: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ import argparse
 import shlex
 
 from unlearnkit.cli.registry import command, with_arguments
-from unlearnkit.cli.tables import console, print_table
+from unlearnkit.tables import console, print_table
 
 
 def _tune_args(p: argparse.ArgumentParser) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from unlearnkit.cli.tables import console
+from unlearnkit.tables import console
 from unlearnkit.tuning.defaults import all_entries
 
 
