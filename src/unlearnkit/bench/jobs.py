@@ -56,8 +56,17 @@ def run_job(job: Job, path: Path, dep_paths: dict[str, str], log_path: Path, dat
 def _run_locked(job: Job, path: Path, dep_paths: dict[str, str], log_path: Path, data: str | None) -> dict[str, Any]:
     import torch  # noqa: PLC0415  (Ray workers import lazily)
 
-    # The same thread count under every executor, so both give bit-identical results.
+    # The same thread count under every executor, so both give bit-identical results; restored
+    # afterwards, since a local job runs in the caller's process (e.g. `tune` trials come next).
+    threads = torch.get_num_threads()
     torch.set_num_threads(max(1, job.num_cpus))
+    try:
+        return _run_logged(job, path, dep_paths, log_path, data)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_logged(job: Job, path: Path, dep_paths: dict[str, str], log_path: Path, data: str | None) -> dict[str, Any]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with open(log_path, "a", encoding="utf-8") as log, contextlib.redirect_stderr(log), contextlib.redirect_stdout(log):

@@ -28,14 +28,24 @@ class Reference:
 
 def tuning_plan(cfg: RunConfig, fingerprint: str, pairs: list[tuple[int, str]], store: Path, *,
                 methods: list[str] | None = None, hparams: dict[str, dict[str, Any]] | None = None,
-                num_cpus: int = 1) -> Plan:
+                num_cpus: int | None = None) -> Plan:
     """One bench plan over (seed, forget spec) pairs (the bench's grid is seeds x scenarios;
-    here each seed has its own forget set)."""
+    here each seed has its own forget set).
+
+    Jobs get the bench's resources (num_cpus None: every CPU of this process, or one per GPU):
+    a job sets torch's thread count to its num_cpus, so 1 here trained the references on one
+    core of a 2-core machine and left the trials after them single-threaded too.
+    """
+    from unlearnkit.bench.runner import _cpu_count, _cuda  # noqa: PLC0415
+
+    gpus = 1.0 if _cuda() else 0.0
+    if num_cpus is None:
+        num_cpus = 1 if gpus else _cpu_count()
     plan = Plan(store=store, config={"recipe": cfg.recipe(), "fingerprint": fingerprint, "methods": methods or [],
                                      "scenarios": sorted({s for _, s in pairs}), "seeds": [s for s, _ in pairs]})
     for seed, spec in pairs:
         part = build_plan(cfg, fingerprint, methods=methods or [], scenarios=[spec], seeds=[seed], store=store,
-                          hparams=hparams, num_cpus=num_cpus)
+                          hparams=hparams, num_cpus=num_cpus, num_gpus=gpus)
         for job in part.jobs.values():
             if not (job.kind == "audit" and job.spec["method"] == "retrain"):  # the reference against itself: not needed
                 plan.add(job)
