@@ -175,3 +175,34 @@ def test_ray_tasks_share_the_study(search):
     before = _counted(root / "ft")
     res = tune(_cfg(), "finetune", "class", root / "ft", trials=before + 1, executor="ray", **FAST)
     assert res.counts["counted"] >= before + 1 and res.counts["running"] == 0
+
+
+def test_trials_use_a_retain_subsample_and_the_final_numbers_are_full_audits(search):
+    """The default --trial-retain (auto): trials' RA on a seeded random |test| of the retain samples;
+    the best setting's final audits (report, best.json, what --export writes) are full audits."""
+    from unlearnkit.audit import audit
+
+    root, _, second = search
+    out = root / "ft"
+    best = json.loads((out / "best.json").read_text())
+    assert best["settings"]["trial_retain"] == 0
+    assert best["settings"]["evaluation"].startswith("trials: RA on a seeded random ")
+    assert best["settings"]["evaluation"].endswith("final: full audits")
+    assert f"Evaluation: {best['settings']['evaluation']}." in (out / "report.md").read_text()
+    header = (out / "trials.csv").read_text().splitlines()[0].split(",")
+    assert "trial_retain" in header and all(r["trial_retain"] in (0, "all") for r in second.rows)
+    if second.best is None:
+        pytest.skip("no feasible trial in this tiny search")
+    store = root / "tune-store" / "store"
+    for row in second.best["final"]:
+        assert row["evaluation"].startswith("full audit (RA on all ")
+        summary = json.loads(next(p for p in store.glob("audit-*/summary.json")
+                                  if json.loads(p.read_text())["target"] == row["run"]).read_text())
+        acc = summary["audit"]["accuracy"]["unlearned"]
+        assert "retain_subsample" not in acc and "retain_subsample" not in summary["audit"]["accuracy"]["retrained"]
+        full = audit(row["run"], reference=summary["reference"], original=False, write=False, plots=False)
+        assert acc["n"]["retain"] == full.accuracy["unlearned"]["n"]["retain"]
+        assert row["RA"] == full.accuracy["unlearned"]["retain_acc"] and row["RA_retrain"] == full.accuracy["retrained"]["retain_acc"]
+        # and a trial's audit of the same run would have used a subsample
+        trial = audit(row["run"], reference=summary["reference"], original=False, write=False, plots=False, retain_limit=0)
+        assert trial.accuracy["unlearned"]["n"]["retain"] < acc["n"]["retain"]

@@ -28,6 +28,9 @@ def _tune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", help="bench folder (store/, logs/) of the tuning originals and retrained models, shared between searches (default: tune-store beside --out)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override the recipe, e.g. --set train.epochs=5 (repeatable)")
+    p.add_argument("--trial-retain", default="auto", metavar="N",
+                   help="each trial's audit computes RA on a seeded random subset of N retain samples (default auto: as many "
+                        "as MIA-efficacy's members, |test|; all or -1: full audits); the best setting's final numbers are full audits")
     p.add_argument("--export", action="store_true", help="write the best setting as the tuned default for this preset and kind")
     p.add_argument("--out", required=True, help="folder of the search: study.db, best.json, trials.csv, report.*")
 
@@ -37,6 +40,7 @@ def _command_line(args: argparse.Namespace) -> str:
     parts = ["unlearnkit", "tune", "--preset", args.preset] + (["--data", args.data] if args.data else [])
     parts += ["--method", args.method, "--forget", args.forget, "--trials", str(args.trials), "--sets", str(args.sets),
               "--seed-start", str(args.seed_start), "--budget", str(args.budget), "--margin", str(args.margin)]
+    parts += ["--trial-retain", str(args.trial_retain)]
     for item in args.overrides:
         parts += ["--set", item]
     parts += ["--out", args.out] + (["--export"] if args.export else [])
@@ -53,7 +57,8 @@ def tune_cmd(args: argparse.Namespace) -> int:
     cfg = resolve_config(args.preset, recipe)
     result = tune(cfg, args.method, args.forget, args.out, trials=args.trials, sets=args.sets, seed_start=args.seed_start,
                   budget=args.budget, margin=args.margin, jobs=args.jobs, executor=args.executor,
-                  ray_address=args.ray_address, store=args.store, export=args.export, command=_command_line(args))
+                  ray_address=args.ray_address, store=args.store, export=args.export, command=_command_line(args),
+                  trial_retain=args.trial_retain)
     c = result.counts
     rows = []
     for label, t in (("chosen", result.best), ("paper defaults", result.default), ("lowest gap (any)", result.lowest)):

@@ -45,6 +45,9 @@ class Objective:
     margin: float
     work: Path  # trial run directories (removed after each set)
     data: str | None = None
+    # Each trial's audit: RA on a seeded random subset of this many retain samples (0: as many as
+    # MIA-efficacy's members; None: full audits); see `audit(retain_limit=...)`.
+    retain_limit: int | None = 0
     _cls: Any = field(default=None, repr=False)
 
     def cost(self, values: dict[str, Any]) -> float | None:
@@ -59,6 +62,7 @@ class Objective:
         values = {name: suggest(trial, name, dist) for name, dist in self.dists.items()}
         cost = self.cost(values)
         trial.set_user_attr("cost_ree", cost)
+        trial.set_user_attr("trial_retain", "all" if self.retain_limit is None else self.retain_limit)
         trial.set_user_attr("cost_share", None if cost is None else cost / self.recipe.epochs)
         if self.budget_ree is not None and cost is not None and cost > self.budget_ree:
             trial.set_user_attr("reason", BUDGET)
@@ -69,7 +73,8 @@ class Objective:
             shutil.rmtree(run_dir, ignore_errors=True)
             try:
                 forget_run(ref.original, self.method, ref.forget, run_dir, hparams={**self.fixed, **values}, data=self.data)
-                result = audit(run_dir, reference=ref.retrain, original=False, data=self.data, write=False, plots=False)
+                result = audit(run_dir, reference=ref.retrain, original=False, data=self.data, write=False, plots=False,
+                               retain_limit=self.retain_limit)
             except UnlearnkitError as exc:  # e.g. the method diverged at these settings: a bad point, not a crash
                 trial.set_user_attr("reason", ERROR)
                 trial.set_user_attr("error", str(exc))
@@ -91,6 +96,35 @@ class Objective:
             trial.set_constraint("ra_drop", summary["constraints"][0])
             trial.set_constraint("ta_drop", summary["constraints"][1])
         return summary["avg_gap"]
+
+
+def parse_trial_retain(value: Any) -> int | None:
+    """--trial-retain: N (RA on N retain samples), 0 or auto (MIA-efficacy's member count), all or -1 (full audits)."""
+    text = str(value).strip().lower()
+    if text in ("all", "-1", "none"):
+        return None
+    if text == "auto":
+        return 0
+    try:
+        n = int(text)
+    except ValueError:
+        n = -2
+    if n < 0 or isinstance(value, bool) or (isinstance(value, float) and value != int(value)):
+        raise UnlearnkitError(
+            f"--trial-retain {value!r} is not a retain sample count: give a whole number >= 0 (0 or auto: as many as "
+            "MIA-efficacy's members), or all (-1) for full audits in every trial"
+        )
+    return n
+
+
+def trial_eval(limit: int | None, n_retain: list[int], n_test: int) -> str:
+    """How trials and the final numbers are evaluated, in words (best.json, report, trials.csv's trial_retain)."""
+    k = [min(r, n_test) if limit == 0 else limit for r in n_retain] if limit is not None else n_retain
+    if all(a >= r for a, r in zip(k, n_retain)):
+        return "trials: full audits; final: full audits"
+    of = "/".join(str(r) for r in sorted(set(n_retain)))
+    return (f"trials: RA on a seeded random {'/'.join(str(a) for a in sorted(set(k)))} of {of} retain samples (retrained "
+            "reference on the same samples; UA, TA and MIA-efficacy as in a full audit); final: full audits")
 
 
 def estimate_cost(method: str, values: dict[str, Any], sizes: list[dict[str, int]], recipe) -> float | None:

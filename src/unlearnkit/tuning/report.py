@@ -87,6 +87,7 @@ def _sections(result, study) -> list[tuple[str, list[Any]]]:
         f"Trials: {c['complete']} complete, {c['pruned']} pruned (median pruner or method error), {c['budget']} over "
         f"budget (not run), {c['failed']} failed or interrupted. Sampler: TPE (seeded, with the constraint); pruner: median "
         "between tuning forget sets.",
+        f"Evaluation: {s.get('evaluation', 'trials: full audits; final: full audits')}.",
     ]
     sections: list[tuple[str, list[Any]]] = [("Setup", setup)]
     choice: list[Any] = []

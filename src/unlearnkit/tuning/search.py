@@ -28,7 +28,8 @@ from typing import Any
 from unlearnkit.config import RunConfig
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.tuning import defaults as tuned
-from unlearnkit.tuning.objective import BUDGET, SET_CONSTRAINT, Objective, constraints, estimate_cost
+from unlearnkit.tuning.objective import (BUDGET, SET_CONSTRAINT, Objective, constraints, estimate_cost, parse_trial_retain,
+                                         trial_eval)
 from unlearnkit.tuning.references import Reference, build_references, execute, tuning_plan
 from unlearnkit.tuning.scenarios import parse_kind, tuning_seeds
 from unlearnkit.tuning.space import default_point, distributions, probe_budget
@@ -74,10 +75,14 @@ def tune(
     defaults_dir: Path | None = None,
     command: str | None = None,
     heartbeat: int = 30,
+    trial_retain: int | str | None = 0,
 ) -> TuneResult:
     """Search `method`'s hyperparameters for the scenario kind `forget` (random[:FRACTION] or class).
 
-    Every input is checked before anything is trained or written; see the module docstring.
+    `trial_retain`: each trial's audit computes RA on a seeded random subset of this many retain
+    samples (0 / "auto": MIA-efficacy's member count, |test|; None / -1 / "all": full audits); the
+    best setting's final numbers are always full audits. Every input is checked before anything is
+    trained or written; see the module docstring.
     """
     import optuna  # noqa: PLC0415
 
@@ -96,6 +101,7 @@ def tune(
         raise UnlearnkitError(f"--margin {margin} must be >= 0 accuracy points")
     if executor not in ("local", "ray"):
         raise UnlearnkitError(f"--executor {executor!r} is not known; use local or ray")
+    retain_limit = parse_trial_retain(trial_retain)
     get_method(method)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     kind, arg = parse_kind(forget)
@@ -123,6 +129,9 @@ def tune(
         "forget": f"{kind.name}:{arg}" if arg else kind.name, "seeds": seeds, "forget_sets": specs,
         "budget": budget, "budget_ree": budget_ree, "retrain_ree": cfg.train.epochs, "margin": margin,
         "search_space": {k: repr(d) for k, d in dists.items()},
+        # Not part of the study's identity: a resumed search may change it (each trial records its own).
+        "trial_retain": "all" if retain_limit is None else retain_limit,
+        "evaluation": trial_eval(retain_limit, [n["retain"] for n in sizes], len(bundle.test.labels)),
     }
 
     # ---- study (created or resumed)
@@ -146,7 +155,8 @@ def tune(
     ray = _start_ray(ray_address) if executor == "ray" else None
     try:
         return _search(cfg, bundle, method, out, db, store, settings, seeds, specs, sizes, dists, fixed, budget_ree,
-                       margin, trials, jobs, executor, ray_address, seed_start, heartbeat, export, defaults_dir, study)
+                       margin, trials, jobs, executor, ray_address, seed_start, heartbeat, export, defaults_dir, study,
+                       retain_limit)
     finally:
         if ray is not None:
             ray.shutdown()
@@ -165,9 +175,10 @@ def _start_ray(address: str | None):
 
 
 def _search(cfg, bundle, method, out, db, store, settings, seeds, specs, sizes, dists, fixed, budget_ree, margin, trials,
-            jobs, executor, ray_address, seed_start, heartbeat, export, defaults_dir, study) -> TuneResult:
+            jobs, executor, ray_address, seed_start, heartbeat, export, defaults_dir, study, retain_limit) -> TuneResult:
     refs = build_references(cfg, bundle.fingerprint, list(zip(seeds, specs)), sizes, store, executor, ray_address)
-    objective = Objective(method, refs, dists, fixed, cfg.train, budget_ree, margin, out / "trials")
+    objective = Objective(method, refs, dists, fixed, cfg.train, budget_ree, margin, out / "trials",
+                          retain_limit=retain_limit)
     before = _counts(study)["counted"]
     if before < trials:
         if jobs == 1 and executor == "local":
@@ -380,6 +391,9 @@ def _trial_row(t) -> dict[str, Any]:
         "avg_gap": t.value, "ra_drop": a.get("ra_drop"), "ta_drop": a.get("ta_drop"), "feasible": a.get("feasible"),
         "cost_ree": a.get("cost_ree"), "cost_share": a.get("cost_share"), "time_ratio": a.get("time_ratio"),
         "seconds": t.duration.total_seconds() if t.duration is not None else None,
+        # RA's retain samples in this trial's audits (0: MIA-efficacy's member count; all: a full audit;
+        # trials of searches from before this option were full audits).
+        "trial_retain": a.get("trial_retain", "all"),
     }
 
 
@@ -417,9 +431,11 @@ def _final_audits(cfg: RunConfig, fingerprint: str, refs: list[Reference], metho
         summary = json.loads((plan.path(job) / SUMMARY).read_text())
         s = summary["audit"]["summary"]
         ag = summary["audit"]["against_retraining"]
+        n_ra = summary["audit"]["accuracy"]["unlearned"]["n"]["retain"]
         rows.append({"seed": r.seed, "forget": r.forget, "run": summary["target"], **{k: s[k] for k in ("UA", "RA", "TA", "MIA")},
                      "RA_retrain": ag["gaps"]["RA"]["retrained"], "TA_retrain": ag["gaps"]["TA"]["retrained"],
-                     "avg_gap": s["avg_gap"], "time_ratio": s["time_ratio"]})
+                     "avg_gap": s["avg_gap"], "time_ratio": s["time_ratio"],
+                     "evaluation": f"full audit (RA on all {n_ra} retain samples)"})
     return rows
 
 

@@ -151,6 +151,31 @@ def _verdict(run: dict, acc: dict, mia: dict, against: dict | None) -> str:
     return f"{who}: average gap to retraining {against['avg_gap']:.2f} points ({detail}) {cost}."
 
 
+def _retain_sample(split, limit: int | None, seed: int, mia_max_per_class: int | None
+                   ) -> tuple[dict[str, np.ndarray] | None, np.ndarray | None]:
+    """The retain positions a `retain_limit` audit runs, and which of them RA is computed on.
+
+    RA's subset is a seeded random one: the retain order is the dataset's (sorted ids: an image
+    folder's is class by class), so its first N samples would be a biased estimate. MIA-efficacy
+    keeps the full audit's members, the first |test| retain samples, so those are run too. None,
+    None: a full audit (no limit, or one that covers the whole retain set).
+    """
+    from unlearnkit.training.data import stream_seed  # noqa: PLC0415
+
+    if limit is None:
+        return None, None
+    n = len(split.retain_idx)
+    n_test = len(split.part("test").labels)
+    n_mia = min(n, n_test if mia_max_per_class is None else min(n_test, int(mia_max_per_class)))
+    k = n_mia if limit == 0 else int(limit)
+    if k >= n:
+        return None, None
+    rng = np.random.default_rng(stream_seed(seed, "audit-retain-limit"))
+    ra = np.sort(rng.choice(n, size=k, replace=False))
+    run = np.union1d(np.arange(n_mia), ra)  # sorted: the MIA members stay the first n_mia samples
+    return {"retain": run}, np.isin(run, ra)
+
+
 # --------------------------------------------------------------------------- audit
 
 
@@ -166,6 +191,7 @@ def audit(
     data: str | None = None,
     write: bool = True,
     plots: bool = True,
+    retain_limit: int | None = None,
 ) -> AuditResult:
     """Audit the unlearned run at `run`; write audit.json, report.md and report.html into it.
 
@@ -182,6 +208,10 @@ def audit(
         data: the dataset path, if it moved since training.
         write: False computes and returns the numbers without writing any file (nor drawing plots).
         plots: False skips the matplotlib figures (and their time).
+        retain_limit: a cheaper audit for tuning trials: RA on a seeded random subset of this many
+            retain samples (0: as many as MIA-efficacy's members, |test|), for the audited run and the
+            reference alike; UA, TA and MIA-efficacy are exactly a full audit's (its members, the
+            first |test| retain samples, are run too). None (default), or at least |retain|: a full audit.
 
     Raises:
         UnlearnkitError: a missing/unfinished run, a reference or original from other data or another
@@ -190,15 +220,19 @@ def audit(
     timer = _Timer()
     try:
         return _audit(timer, run, reference=reference, original=original, refs=refs, fix_variance=fix_variance,
-                      seed=seed, mia_max_per_class=mia_max_per_class, data=data, write=write, plots=plots and write)
+                      seed=seed, mia_max_per_class=mia_max_per_class, data=data, write=write, plots=plots and write,
+                      retain_limit=retain_limit)
     finally:
         timer.close()
 
 
 def _audit(timer: _Timer, run, *, reference, original, refs, fix_variance, seed, mia_max_per_class, data, write,
-           plots) -> AuditResult:
+           plots, retain_limit=None) -> AuditResult:
     t_start = time.perf_counter()
     notes: list[str] = []
+    if retain_limit is not None and (isinstance(retain_limit, bool) or not isinstance(retain_limit, (int, np.integer))
+                                     or retain_limit < 0):
+        raise UnlearnkitError(f"retain_limit must be None (a full audit) or a whole number >= 0 (0: auto), got {retain_limit!r}")
     if original is True:
         original = None  # "yes, the recorded parent"
     with timer("load"):
@@ -238,9 +272,10 @@ def _audit(timer: _Timer, run, *, reference, original, refs, fix_variance, seed,
     n_models = 1 + (orig_run is not None) + (ref_run is not None)
     timer.start_bar(n_models - (ref_run is target) + n_models * model_steps(pool is not None)
                     + (ref_run is not None) + plots)
-    models: dict[str, _Model] = {"unlearned": _Model("unlearned", target)}
+    take, ra_mask = _retain_sample(target.split, retain_limit, seed, mia_max_per_class)
+    models: dict[str, _Model] = {"unlearned": _Model("unlearned", target, retain_ra=ra_mask)}
     with timer("forward/unlearned"):
-        _forward(models["unlearned"], PARTS, seed)
+        _forward(models["unlearned"], PARTS, seed, take=take)
     if orig_run is not None:
         models["original"] = _Model("original", orig_run)
         with timer("forward/original"):
@@ -248,9 +283,9 @@ def _audit(timer: _Timer, run, *, reference, original, refs, fix_variance, seed,
     if ref_run is target:
         models["retrained"] = dataclasses.replace(models["unlearned"], role="retrained")
     elif ref_run is not None:
-        models["retrained"] = _Model("retrained", ref_run)
+        models["retrained"] = _Model("retrained", ref_run, retain_ra=ra_mask)  # RA on the same samples
         with timer("forward/retrained"):
-            _forward(models["retrained"], PARTS, seed)
+            _forward(models["retrained"], PARTS, seed, take=take)
     roles = [r for r in ROLES if r in models]
 
     per: dict[str, dict] = {}
@@ -269,6 +304,11 @@ def _audit(timer: _Timer, run, *, reference, original, refs, fix_variance, seed,
     if "original" in models and models["original"].n_full != {p: len(v) for p, v in models["original"].labels.items()}:
         caps = ", ".join(f"{p} {c}" for p, c in ORIGINAL_SUBSAMPLE.items())
         notes.append(f"The original model is evaluated on random subsamples ({caps} samples) of the larger parts.")
+    if ra_mask is not None:
+        n_ra, n_ret = int(ra_mask.sum()), models["unlearned"].n_full["retain"]
+        notes.append(f"RA is on a seeded random subset of {n_ra} of {n_ret} retain samples (a trial's audit, retain_limit), "
+                     "for every model audited; UA, TA and MIA-efficacy are a full audit's; the seed attack's members are "
+                     f"the {len(ra_mask)} retain samples run.")
 
     run_desc = _describe_run(target)
     result = AuditResult(

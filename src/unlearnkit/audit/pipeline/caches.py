@@ -46,8 +46,13 @@ def _logits_cache(lr, part: str, ids: np.ndarray) -> Path | None:
     return entry_path(resolve_cache_dir() / "logits", f"logits-{part}", key)
 
 
-def _forward(model: _Model, parts: Sequence[str], seed: int, subsample: dict[str, int] | None = None) -> None:
-    """Fill `model` with logits (float64, checked finite) on each part of the target split."""
+def _forward(model: _Model, parts: Sequence[str], seed: int, subsample: dict[str, int] | None = None,
+             take: dict[str, np.ndarray] | None = None) -> None:
+    """Fill `model` with logits (float64, checked finite) on each part of the target split.
+
+    `subsample` caps a part at a seeded random subset of that size; `take` gives a part's exact
+    positions (sorted) instead.
+    """
     from unlearnkit.data.cache import read_entry, write_entry  # noqa: PLC0415
     from unlearnkit.training.data import TensorSet, stream_seed  # noqa: PLC0415
     from unlearnkit.training.loop import predict_logits  # noqa: PLC0415
@@ -63,6 +68,8 @@ def _forward(model: _Model, parts: Sequence[str], seed: int, subsample: dict[str
         if cap is not None and n > cap:
             rng = np.random.default_rng(stream_seed(seed, "audit-subsample", part))
             idx = np.sort(rng.choice(n, size=cap, replace=False))
+        if (take or {}).get(part) is not None:
+            idx = np.asarray(take[part], dtype=np.int64)
         images, labels = p.images[idx], p.labels[idx]
         cached = _logits_cache(lr, part, p.ids[idx])
         entry = read_entry(cached) if cached is not None else None

@@ -28,6 +28,9 @@ class _Model:
     labels: dict[str, np.ndarray] = field(default_factory=dict)
     ids: dict[str, np.ndarray] = field(default_factory=dict)
     n_full: dict[str, int] = field(default_factory=dict)
+    # A trial's cheaper audit (`audit(retain_limit=N)`): which forwarded retain samples RA is computed on
+    # (None: all of them, a full audit).
+    retain_ra: np.ndarray | None = None
 
     @property
     def path(self) -> Path:

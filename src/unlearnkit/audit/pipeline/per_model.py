@@ -6,6 +6,7 @@ pieces are the numpy modules of the package (scores, attacks, lira, rmia).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,8 @@ def model_results(m: _Model, num_classes: int, *, seed: int, mia: dict[str, Any]
     it for the original and the retrained reference, the models a bench audits against every method.
     """
     options = {"num_classes": num_classes, "seed": seed, "mia": mia, "fix_variance": fix_variance, "fprs": FPRS}
+    if m.retain_ra is not None:  # RA on a retain subsample: which samples is part of the key (full audits keep theirs)
+        options["retain_ra"] = hashlib.sha256(np.packbits(m.retain_ra).tobytes()).hexdigest()
     path = result_cache_path(m, options, pool) if cache else None
     if path is not None:
         with timer(f"cached_results/{m.role}", steps=0):
@@ -64,14 +67,20 @@ def model_results(m: _Model, num_classes: int, *, seed: int, mia: dict[str, Any]
 
 def _accuracy(m: _Model) -> dict:
     out: dict[str, Any] = {}
+    n: dict[str, int] = {}
     for part in PARTS:
-        pred = m.logits[part].argmax(1)
-        out[f"{part}_acc"] = float(100.0 * (pred == m.labels[part]).mean())
+        correct = m.logits[part].argmax(1) == m.labels[part]
+        if part == "retain" and m.retain_ra is not None:  # a trial's audit: RA on its random retain subsample only
+            correct = correct[m.retain_ra]
+        out[f"{part}_acc"] = float(100.0 * correct.mean())
+        n[part] = int(len(correct))
     out["ua"] = 100.0 - out["forget_acc"]
-    out["n"] = {p: int(len(m.labels[p])) for p in PARTS}
-    sub = {p: m.n_full[p] for p in PARTS if m.n_full[p] != len(m.labels[p])}
+    out["n"] = n
+    sub = {p: m.n_full[p] for p in PARTS if m.n_full[p] != n[p]}
     if sub:
         out["subsampled_from"] = sub
+    if m.retain_ra is not None:
+        out["retain_subsample"] = {"n": n["retain"], "of": m.n_full["retain"], "how": "seeded random subset"}
     return out
 
 
