@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from unlearnkit.audit.attacks import _svc_predict, mia_efficacy, roc_metrics, seed_attack, threshold_attack
+from unlearnkit.audit.attacks import _svc_predict, mia_efficacy, mia_member_positions, roc_metrics, seed_attack, threshold_attack
 from unlearnkit.audit.scores import true_label_confidence
 from unlearnkit.errors import UnlearnkitError
 
@@ -146,7 +146,40 @@ def test_mia_efficacy_gives_the_numbers_of_the_implementation_before_the_speed_u
     zf, yf, _, _ = _member_nonmember_logits(rng, 400, gap=gap / 2)
     zr, zt = np.round(zr, 1), np.round(zt, 1)  # repeated confidences, as bf16 logits give
     before = _mia_efficacy_before(zr, yr, zt, yt, zf, yf, seed=seed, max_per_class=1000)
-    assert mia_efficacy(zr, yr, zt, yt, zf, yf, seed=seed, max_per_class=1000, members="random") == before
+    rng = np.random.default_rng(seed)  # the members the implementation before drew (after the test cap's draw)
+    rng.choice(len(zt), size=1000, replace=False)
+    members = rng.choice(len(zr), size=1000, replace=False)
+    assert mia_efficacy(zr, yr, zt, yt, zf, yf, seed=seed, max_per_class=1000, member_idx=members) == before
+
+
+def test_mia_members_are_a_random_subset_of_a_class_sorted_retain_set():
+    # Our retain order is sorted ids: an image folder's is class by class. SalUn's "first |test|"
+    # would take a few classes only; the default takes a seeded random subset of the same size.
+    n_ret, n_test, classes = 4000, 1000, 10
+    pos = mia_member_positions(n_ret, n_test, seed=3)
+    labels = np.repeat(np.arange(classes), n_ret // classes)  # class-sorted
+    assert len(pos) == n_test and len(np.unique(pos)) == n_test and np.all(np.diff(pos) > 0)
+    assert np.bincount(labels[pos], minlength=classes).min() > 50  # every class present
+    assert np.array_equal(pos, mia_member_positions(n_ret, n_test, seed=3))  # seeded
+    assert not np.array_equal(pos, mia_member_positions(n_ret, n_test, seed=4))
+    assert np.array_equal(mia_member_positions(n_ret, n_test, 3, members="first"), np.arange(n_test))
+    assert np.array_equal(mia_member_positions(500, n_test, 3), np.arange(500))  # fewer retain than test: all of it
+
+
+def test_mia_efficacy_members_option_and_explicit_positions_agree():
+    rng = np.random.default_rng(5)
+    zr, yr, zt, yt = _member_nonmember_logits(rng, 1200, gap=2.0)
+    zf, yf, _, _ = _member_nonmember_logits(rng, 300, gap=1.0)
+    default = mia_efficacy(zr, yr, zt, yt, zf, yf, seed=2)
+    explicit = mia_efficacy(zr, yr, zt, yt, zf, yf, seed=2, member_idx=mia_member_positions(len(zr), len(zt), 2))
+    assert default == explicit
+    # a retain subset that holds the members gives the same numbers (what a trial's cheaper audit runs)
+    pos = mia_member_positions(len(zr), len(zt), 2)
+    keep = np.union1d(pos, np.arange(0, len(zr), 7))
+    sub = mia_efficacy(zr[keep], yr[keep], zt, yt, zf, yf, seed=2, member_idx=np.searchsorted(keep, pos))
+    assert sub == default
+    with pytest.raises(UnlearnkitError, match="member_idx"):
+        mia_efficacy(zr, yr, zt, yt, zf, yf, seed=2, member_idx=np.array([len(zr) + 5]))
 
 
 def test_svc_predict_is_libsvm_predict():
@@ -167,10 +200,12 @@ def test_mia_efficacy_uses_salun_sizes_by_default():
     zr, yr, zt, yt = _member_nonmember_logits(rng, 700, gap=3.0)
     zf, yf = zr[:50], yr[:50]
     r = mia_efficacy(zr, yr, zt[:400], yt[:400], zf, yf)
-    assert r["n_members"] == 400 and r["n_nonmembers"] == 400  # the first |test| retain samples, all of test
-    # the members are the FIRST 400 retain samples: the rest of retain changes nothing
+    assert r["n_members"] == 400 and r["n_nonmembers"] == 400  # |test| retain samples, all of test
+    # members="first" (SalUn's rule): the FIRST 400 retain samples, the rest of retain changes nothing
+    r = mia_efficacy(zr, yr, zt[:400], yt[:400], zf, yf, members="first")
+    assert r["n_members"] == 400 and r["n_nonmembers"] == 400
     shuffled = np.r_[np.arange(400), 400 + rng.permutation(300)]
-    assert mia_efficacy(zr[shuffled], yr[shuffled], zt[:400], yt[:400], zf, yf) == r
+    assert mia_efficacy(zr[shuffled], yr[shuffled], zt[:400], yt[:400], zf, yf, members="first") == r
     first = true_label_confidence(zr[:400], yr[:400])
     assert len(np.unique(first)) == 400  # (so a different member set would give different inputs)
     with pytest.raises(UnlearnkitError, match="members must be one of"):

@@ -11,6 +11,7 @@ import pytest
 from helpers import assert_one_line_error, run_cli
 
 from unlearnkit.audit import audit
+from unlearnkit.audit.attacks import mia_member_positions
 from unlearnkit.audit.pipeline import model_outputs
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods import forget_run
@@ -58,8 +59,9 @@ def test_ra_is_on_exactly_the_subset_and_everything_else_is_the_full_audits(runs
     k = min(n, n_test) if limit == 0 else limit
     assert k < n  # the digits split has more retain than test samples: the limit bites
     sub = audit(runs.ft, reference=runs.rt, retain_limit=limit, **LEAN)
-    positions = _subset(n, k)
-    assert not np.array_equal(positions, np.arange(k))  # random, not the dataset's (class-sorted) first samples
+    # auto (0): RA on exactly MIA-efficacy's members, a seeded random |test| of retain; N: its own random N
+    positions = mia_member_positions(n, n_test, seed=0) if limit == 0 else _subset(n, k)
+    assert len(positions) == k and not np.array_equal(positions, np.arange(k))  # random, not the dataset's (class-sorted) first samples
     for role, run in (("unlearned", runs.ft), ("retrained", runs.rt)):  # the reference on the SAME samples
         acc = sub.accuracy[role]
         assert acc["retain_acc"] == pytest.approx(_acc(run, positions), abs=1e-12)

@@ -279,23 +279,28 @@ def mia_efficacy(
     forget_labels,
     seed: int = 0,
     max_per_class: int | None = None,
-    members: str = "first",
+    members: str = "random",
+    member_idx: np.ndarray | None = None,
 ) -> dict:
     """MIA-efficacy of Jia et al. (NeurIPS 2023) and SalUn (Fan et al., ICLR 2024).
 
     Definition (their ``SVC_MIA_forget_efficacy["confidence"]``): the feature of an
     example is its true-label confidence p_y under the model being audited.
-    Members = the first |test| examples of the retain set (in the order given),
-    non-members = the whole test set; an RBF SVM ``sklearn.svm.SVC(C=3,
-    gamma="auto", kernel="rbf")`` is fit on them, and the efficacy is the share of
-    forget examples it predicts *non-member*.  Higher = more forgotten; a model
-    retrained without the forget set typically scores near its test-set rate,
-    not 1.
+    Members = |test| examples of the retain set, non-members = the whole test set; an
+    RBF SVM ``sklearn.svm.SVC(C=3, gamma="auto", kernel="rbf")`` is fit on them, and
+    the efficacy is the share of forget examples it predicts *non-member*.  Higher =
+    more forgotten; a model retrained without the forget set typically scores near
+    its test-set rate, not 1.
 
-    Options (the defaults are the reference's sizes): ``members="random"`` takes a
-    seeded random retain subset instead of the first ones; ``max_per_class`` caps
-    each class at that many examples (a seeded random subset of test), bounding the
-    O(n^2) fit.
+    Which |test| retain examples: SalUn takes the first ones of torchvision's CIFAR-10,
+    whose order is already a random mix of classes. Our retain order is the dataset's
+    sorted ids, class by class for an image folder, so its first |test| examples would
+    be a few classes only; the default ``members="random"`` takes a seeded random
+    subset of the same size (:func:`mia_member_positions`). ``members="first"`` is
+    SalUn's rule, right for data in a random order. ``member_idx`` gives the members'
+    positions in ``retain_logits`` directly (an audit that forwarded a retain subset).
+    ``max_per_class`` caps each side at that many examples (a seeded random subset of
+    test), bounding the O(n^2) fit.
 
     The SVC is fitted by scikit-learn; its predictions (on the forget set and, for
     ``attack_train_acc``, on the training set) are evaluated by :func:`_svc_predict`,
@@ -318,9 +323,14 @@ def mia_efficacy(
     c_fgt = true_label_confidence(forget_logits, forget_labels, name="the model (forget_logits)")
     rng = np.random.default_rng(seed)
     n_non = len(c_test) if max_per_class is None else min(len(c_test), int(max_per_class))
-    n_mem = min(len(c_ret), n_non)
     test_idx = rng.choice(len(c_test), size=n_non, replace=False) if len(c_test) > n_non else np.arange(n_non)
-    ret_idx = rng.choice(len(c_ret), size=n_mem, replace=False) if members == "random" else np.arange(n_mem)
+    if member_idx is None:
+        ret_idx = mia_member_positions(len(c_ret), len(c_test), seed, members, max_per_class)
+    else:
+        ret_idx = np.asarray(member_idx, dtype=np.int64)
+        if not 0 < len(ret_idx) <= n_non or ret_idx.min() < 0 or ret_idx.max() >= len(c_ret):
+            raise UnlearnkitError(f"member_idx: {len(ret_idx)} positions, want 1-{n_non} positions within the {len(c_ret)} retain logits")
+    n_mem = len(ret_idx)
     X = np.concatenate([c_ret[ret_idx], c_test[test_idx]])[:, None]
     y = np.concatenate([np.ones(n_mem, dtype=np.int64), np.zeros(n_non, dtype=np.int64)])
     clf = SVC(C=3, gamma="auto", kernel="rbf")
@@ -329,6 +339,27 @@ def mia_efficacy(
     train_acc = float((pred_train == y).mean())
     efficacy = float(1.0 - pred_forget.mean())
     return {"efficacy": efficacy, "attack_train_acc": train_acc, "n_members": int(n_mem), "n_nonmembers": int(n_non)}
+
+
+def mia_member_count(n_retain: int, n_test: int, max_per_class: int | None = None) -> int:
+    """How many retain examples MIA-efficacy takes as members: as many as non-members (|test|, or the cap)."""
+    n_non = n_test if max_per_class is None else min(n_test, int(max_per_class))
+    return min(n_retain, n_non)
+
+
+def mia_member_positions(n_retain: int, n_test: int, seed: int, members: str = "random",
+                         max_per_class: int | None = None) -> np.ndarray:
+    """Sorted positions in the retain set of MIA-efficacy's members (see :func:`mia_efficacy`).
+
+    Its own random stream (not the test cap's), so an audit that forwards only some retain
+    samples can compute the same members from the sizes alone.
+    """
+    if members not in MIA_MEMBERS:
+        raise UnlearnkitError(f"members must be one of {MIA_MEMBERS}, got {members!r}")
+    n_mem = mia_member_count(n_retain, n_test, max_per_class)
+    if members == "first" or n_mem == n_retain:
+        return np.arange(n_mem)
+    return np.sort(np.random.default_rng([seed, 0x4D454D]).choice(n_retain, size=n_mem, replace=False))
 
 
 # Bound on |numpy - libsvm| decision values, relative to sum|dual_coef| + |intercept|: both evaluate

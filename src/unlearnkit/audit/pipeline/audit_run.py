@@ -155,24 +155,28 @@ def _retain_sample(split, limit: int | None, seed: int, mia_max_per_class: int |
                    ) -> tuple[dict[str, np.ndarray] | None, np.ndarray | None]:
     """The retain positions a `retain_limit` audit runs, and which of them RA is computed on.
 
-    RA's subset is a seeded random one: the retain order is the dataset's (sorted ids: an image
-    folder's is class by class), so its first N samples would be a biased estimate. MIA-efficacy
-    keeps the full audit's members, the first |test| retain samples, so those are run too. None,
-    None: a full audit (no limit, or one that covers the whole retain set).
+    MIA-efficacy keeps the full audit's members (a seeded random |test| retain samples), so those
+    are always run; `limit` 0 (auto) computes RA on exactly them — a seeded random subset, an
+    unbiased estimate (the retain order is sorted ids, class by class for an image folder, so the
+    first N would not be). Another N draws its own seeded random subset. None, None: a full audit
+    (no limit, or one that covers the whole retain set).
     """
+    from unlearnkit.audit.attacks import mia_member_positions  # noqa: PLC0415
     from unlearnkit.training.data import stream_seed  # noqa: PLC0415
 
     if limit is None:
         return None, None
     n = len(split.retain_idx)
     n_test = len(split.part("test").labels)
-    n_mia = min(n, n_test if mia_max_per_class is None else min(n_test, int(mia_max_per_class)))
-    k = n_mia if limit == 0 else int(limit)
+    members = mia_member_positions(n, n_test, seed, MIA_DEFAULTS["members"], mia_max_per_class)
+    k = len(members) if limit == 0 else int(limit)
     if k >= n:
         return None, None
-    rng = np.random.default_rng(stream_seed(seed, "audit-retain-limit"))
-    ra = np.sort(rng.choice(n, size=k, replace=False))
-    run = np.union1d(np.arange(n_mia), ra)  # sorted: the MIA members stay the first n_mia samples
+    if limit == 0:
+        ra = members
+    else:
+        ra = np.sort(np.random.default_rng(stream_seed(seed, "audit-retain-limit")).choice(n, size=k, replace=False))
+    run = np.union1d(members, ra)
     return {"retain": run}, np.isin(run, ra)
 
 
@@ -204,14 +208,14 @@ def audit(
         fix_variance: LiRA with one global variance (needs half as many reference models).
         seed: seeds every attack's subsampling and classifiers.
         mia_max_per_class: cap on each class of the MIA-efficacy SVC (its fit is O(n^2)); default None:
-            SalUn's sizes (the first |test| retain samples vs the whole test set).
+            SalUn's sizes (a seeded random |test| retain samples vs the whole test set).
         data: the dataset path, if it moved since training.
         write: False computes and returns the numbers without writing any file (nor drawing plots).
         plots: False skips the matplotlib figures (and their time).
         retain_limit: a cheaper audit for tuning trials: RA on a seeded random subset of this many
-            retain samples (0: as many as MIA-efficacy's members, |test|), for the audited run and the
-            reference alike; UA, TA and MIA-efficacy are exactly a full audit's (its members, the
-            first |test| retain samples, are run too). None (default), or at least |retain|: a full audit.
+            retain samples (0: exactly MIA-efficacy's members, a seeded random |test| of retain), for the
+            audited run and the reference alike; UA, TA and MIA-efficacy are exactly a full audit's (its
+            members are always run). None (default), or at least |retain|: a full audit.
 
     Raises:
         UnlearnkitError: a missing/unfinished run, a reference or original from other data or another
@@ -273,7 +277,8 @@ def _audit(timer: _Timer, run, *, reference, original, refs, fix_variance, seed,
     timer.start_bar(n_models - (ref_run is target) + n_models * model_steps(pool is not None)
                     + (ref_run is not None) + plots)
     take, ra_mask = _retain_sample(target.split, retain_limit, seed, mia_max_per_class)
-    models: dict[str, _Model] = {"unlearned": _Model("unlearned", target, retain_ra=ra_mask)}
+    pos = None if take is None else take["retain"]
+    models: dict[str, _Model] = {"unlearned": _Model("unlearned", target, retain_ra=ra_mask, retain_pos=pos)}
     with timer("forward/unlearned"):
         _forward(models["unlearned"], PARTS, seed, take=take)
     if orig_run is not None:
@@ -283,7 +288,7 @@ def _audit(timer: _Timer, run, *, reference, original, refs, fix_variance, seed,
     if ref_run is target:
         models["retrained"] = dataclasses.replace(models["unlearned"], role="retrained")
     elif ref_run is not None:
-        models["retrained"] = _Model("retrained", ref_run, retain_ra=ra_mask)  # RA on the same samples
+        models["retrained"] = _Model("retrained", ref_run, retain_ra=ra_mask, retain_pos=pos)  # RA on the same samples
         with timer("forward/retrained"):
             _forward(models["retrained"], PARTS, seed, take=take)
     roles = [r for r in ROLES if r in models]

@@ -31,6 +31,7 @@ class _Model:
     # A trial's cheaper audit (`audit(retain_limit=N)`): which forwarded retain samples RA is computed on
     # (None: all of them, a full audit).
     retain_ra: np.ndarray | None = None
+    retain_pos: np.ndarray | None = None  # and those samples' positions in the full retain set (sorted)
 
     @property
     def path(self) -> Path:

@@ -18,8 +18,9 @@ from .caches import read_results, result_cache_path, write_results
 from .common import FPRS, PARTS, _roc_summary, _Timer
 from .loading import _Model
 
-# What a model's MIA-efficacy uses by default: SalUn's sizes (the first |test| retain samples vs the whole test set).
-MIA_DEFAULTS = {"max_per_class": None, "members": "first"}
+# What a model's MIA-efficacy uses by default: SalUn's sizes (|test| retain samples vs the whole test set); the
+# members a seeded random subset, since our retain order is sorted by id (class by class): see attacks.mia_efficacy.
+MIA_DEFAULTS = {"max_per_class": None, "members": "random"}
 
 
 def model_steps(with_pool: bool) -> int:
@@ -108,9 +109,13 @@ def _seed_attack(m: _Model, seed: int) -> dict:
 
 
 def _mia_efficacy(m: _Model, seed: int, mia: dict[str, Any]) -> dict:
+    member_idx = None
+    if m.retain_pos is not None:  # only some retain samples were forwarded: the full audit's members are among them
+        full = attacks.mia_member_positions(m.n_full["retain"], len(m.labels["test"]), seed, mia["members"], mia["max_per_class"])
+        member_idx = np.searchsorted(m.retain_pos, full)
     return attacks.mia_efficacy(
         m.logits["retain"], m.labels["retain"], m.logits["test"], m.labels["test"],
-        m.logits["forget"], m.labels["forget"], seed=seed, **mia,
+        m.logits["forget"], m.labels["forget"], seed=seed, member_idx=member_idx, **mia,
     )
 
 
