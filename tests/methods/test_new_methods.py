@@ -41,11 +41,11 @@ def _acc(digits, split, model):
 
 
 def test_gan_removes_a_forgotten_class_with_the_class_removed_target(digits):
-    # The held-out target of a forgotten class is "never saw it": on digits class 3 the forget
-    # accuracy falls from ~100% to 11-27% depending on the original's exact weights (the
-    # class-matched target kept it at 92%). A critic matches feature *distributions*, so it
-    # removes a class only partly: the assertion asks for most of it, not all (docs/methods.md).
-    split, out = _unlearn(digits, "gan", "class:3")
+    # The held-out target of a forgotten class is "never saw it" (the class-matched target kept
+    # digits class 3 at 92%). At the defaults digits gets only 4 classifier steps, so the run
+    # uses 4 passes and lr 0.01 (inside the search space); tests/methods/test_class_forgetting.py
+    # asks for the whole class, this test for the target's effect.
+    split, out = _unlearn(digits, "gan", "class:3", forget_passes=4.0, lr=0.01)
     before, after = _acc(digits, split, digits[1]), _acc(digits, split, out)
     assert after["forget_acc"] <= before["forget_acc"] - 60, (before, after)
     assert after["retain_acc"] >= before["retain_acc"] - 10, (before, after)

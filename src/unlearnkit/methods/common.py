@@ -188,7 +188,9 @@ class StopGate:
         self.stopped_at: int | None = None
         self._steps = 0
 
-    def observe(self, value: float) -> None:
+    def observe(self, value: float | None) -> None:
+        if value is None:  # nothing measured this step (e.g. no sample of the watched kind in the batch)
+            return
         self.level = value if self.level is None else self.smoothing * self.level + (1 - self.smoothing) * value
         if self.level >= self.target and self.stopped_at is None:
             self.stopped_at = self._steps

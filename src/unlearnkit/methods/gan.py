@@ -56,16 +56,28 @@ class GanHparams(OptimizerParams):
 CE_CAP = 9.21  # -log(1e-4): the CE feature is capped so a class-removed target (probability 0) stays finite
 
 
-def attack_features(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per sample: softmax sorted descending, true-label confidence, CE loss (differentiable)."""
+def attack_features(logits: torch.Tensor, labels: torch.Tensor, log_odds: bool = False) -> torch.Tensor:
+    """Per sample: softmax sorted descending, true-label confidence, CE loss (differentiable);
+    with `log_odds` also the true label's softly capped log-odds (class requests, see below)."""
     log_p = F.log_softmax(logits.float(), dim=1)
     p = log_p.exp()
     log_py = log_p.gather(1, labels[:, None])
-    return torch.cat([p.sort(dim=1, descending=True).values, log_py.exp(), (-log_py).clamp(max=CE_CAP)], dim=1)
+    parts = [p.sort(dim=1, descending=True).values, log_py.exp(), (-log_py).clamp(max=CE_CAP)]
+    if log_odds:
+        z = logits.float()
+        others = z.masked_fill(F.one_hot(labels, z.shape[1]).bool(), float("-inf"))
+        parts.append(_soft_cap(z.gather(1, labels[:, None]) - others.logsumexp(1, keepdim=True)))
+    return torch.cat(parts, dim=1)
+
+
+def _soft_cap(x: torch.Tensor) -> torch.Tensor:
+    """CE_CAP * tanh(x / CE_CAP): finite for a removed class (-inf -> -CE_CAP), gradient never exactly 0."""
+    return CE_CAP * torch.tanh(x / CE_CAP)
 
 
 @torch.no_grad()
-def _features(model: nn.Module, data: TensorSet, ctx: MethodContext, removed: list[int] | None = None) -> torch.Tensor:
+def _features(model: nn.Module, data: TensorSet, ctx: MethodContext, removed: list[int] | None = None,
+              log_odds: bool = False) -> torch.Tensor:
     """Attack features of `model` on `data` (eval mode). With `removed` classes: their logits are
     dropped (probability removed, the rest renormalised) and the features are taken against
     the first removed class as the label — a model that never saw it gives that class nothing."""
@@ -79,7 +91,7 @@ def _features(model: nn.Module, data: TensorSet, ctx: MethodContext, removed: li
         if removed:
             logits[:, removed] = float("-inf")
             labels = torch.full_like(b.y, removed[0])
-        out.append(attack_features(logits, labels))
+        out.append(attack_features(logits, labels, log_odds))
     model.train(was_training)
     return torch.cat(out)
 
@@ -183,14 +195,15 @@ class Gan(Method):
         removed = None
         if gone:
             keep = ~torch.isin(val.labels, torch.tensor(gone, device=val.labels.device))
-            removed = _features(ctx.original, val.subset(keep.nonzero().flatten()), ctx, removed=gone)
-        real = _features(ctx.original, val, ctx)
+            removed = _features(ctx.original, val.subset(keep.nonzero().flatten()), ctx, removed=gone, log_odds=True)
+        odds = bool(gone)
+        real = _features(ctx.original, val, ctx, log_odds=odds)
         critic = Critic(real.shape[1], hp.critic_hidden, hp.critic_lr, hp.gp_weight, real, val.labels,
                         stream_seed(ctx.seed, "gan/critic"), removed=removed, forgotten=gone)
         cfg = method_recipe(ctx, lr=hp.lr, batch_size=hp.batch_size, weight_decay=hp.weight_decay)
         # Warm-up: the critic learns the member/non-member difference of the untouched model first.
         forget = ctx.data("forget")
-        start = _features(model, forget, ctx)
+        start = _features(model, forget, ctx, log_odds=odds)
         pick = torch.Generator().manual_seed(stream_seed(ctx.seed, "gan/warmup") % 2**63)
         for _ in range(hp.critic_warmup):
             idx = torch.randint(len(start), (min(cfg.batch_size, len(start)),), generator=pick).to(start.device)
@@ -202,16 +215,23 @@ class Gan(Method):
 
         def loss_fn(model, pair):
             fb, rb = pair
-            model.eval()  # forget outputs as the attack sees them: eval mode, no BN-statistics update
-            fake = attack_features(model(fb.x), fb.y)
+            if odds:
+                # A class request: forget and retain rows as one train-mode batch (see `neggrad.forget_logits`:
+                # pushing an eval-mode forward of a one-class batch moves every sample's outputs).
+                joint = model(torch.cat([fb.x, rb.x]))
+                fake, logits = attack_features(joint[:len(fb.y)], fb.y, odds), joint[len(fb.y):]
+            else:
+                model.eval()  # forget outputs as the attack sees them: eval mode, no BN-statistics update
+                fake = attack_features(model(fb.x), fb.y)
             w = 0.0
             for _ in range(hp.n_critic):
                 w = critic.step(fake.detach(), fb.y)
             # Push only while the critic still tells this forget batch from held-out outputs
             # (W-estimate > 0): past that point the push would overshoot into "never seen".
             adv = -critic(fake).mean() if w > 0 else fake.new_zeros(())
-            model.train()
-            logits = model(rb.x)
+            if not odds:
+                model.train()
+                logits = model(rb.x)
             retain = F.cross_entropy(logits, rb.y)
             total = retain + hp.adv_weight * adv
             if hp.kd_weight:

@@ -3,29 +3,100 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
+import torch
 import torch.nn.functional as F
+
+from torch import nn
 
 from unlearnkit.methods.base import Method, MethodContext, register_method
 from unlearnkit.methods.common import (
-    FORWARD, StopGate, endless_batches, forget_and_retain, method_recipe, pass_samples, pass_steps, probe_loss,
+    FORWARD, StopGate, endless_batches, forget_and_retain, forgotten_classes, method_recipe, pass_samples, pass_steps,
+    probe_loss,
 )
 from unlearnkit.methods.dualoptim import OptimizerParams, SplitLoss, make_trainer
 from unlearnkit.params import param
 from unlearnkit.training.loop import run_epoch
 
 
-def _stop_gate(ctx: MethodContext, stop_loss: float, batch_size: int) -> StopGate:
-    """Ends the ascent once the smoothed forget CE reaches `stop_loss` (0: the original's held-out CE; < 0: never).
+def _stop_gate(ctx: MethodContext, stop_loss: float, batch_size: int) -> tuple[StopGate, Callable]:
+    """The early-stop guard and what it observes per forget batch: `measure(logits, labels, ce)`.
 
-    Both the held-out CE and the starting level (the original's forget CE) are measured like
-    the training batches (`probe_loss`), so a member/non-member gap smaller than one batch's
-    noise still gives a meaningful target.
+    stop_loss > 0: stop once the smoothed forget CE reaches it; < 0: never stop.
+    stop_loss 0 ("behave like a model that never saw the forget set") depends on the request:
+    - random samples: stop once the smoothed forget CE reaches the original's held-out CE. Both
+      that level and the starting one (the original's forget CE) are measured like the training
+      batches (`probe_loss`), so a member/non-member gap smaller than one batch's noise still
+      gives a meaningful target.
+    - whole classes (`forgotten_classes`): the held-out CE is the wrong level, because the
+      original still recognises held-out samples of the class, so the ascent stopped while the
+      class was still predicted (cifar10-cpu class:cat kept 66-81% forget accuracy). A model
+      retrained without the class never predicts it: its forget accuracy is 0 (retrain UA 100%).
+      So the gate observes the share of the forgotten classes' samples in the batch that are no
+      longer predicted as their class and stops once its smoothed value reaches CLASS_GONE.
+      Accuracy, not CE: the CE of a never-seen class is unbounded, any CE level is arbitrary,
+      and ascending past the point where the class is no longer predicted only damages the rest.
     """
     if stop_loss < 0:
-        return StopGate()
+        return StopGate(), _batch_ce
+    gone = forgotten_classes(ctx) if stop_loss == 0 else []
+    if gone:
+        return StopGate(CLASS_GONE, start=0.0, smoothing=CLASS_SMOOTHING), _class_miss(gone)
     start = probe_loss(ctx, "forget", batch_size)
-    return StopGate(stop_loss if stop_loss > 0 else probe_loss(ctx, "val", batch_size), start=start)
+    return StopGate(stop_loss if stop_loss > 0 else probe_loss(ctx, "val", batch_size), start=start), _batch_ce
+
+
+# Class requests: stop once the smoothed share of forgotten-class samples *not* predicted as their
+# class reaches 97%. The batch share is a count over a whole batch (not a noisy loss), so the
+# smoothing is light: from 0, six consecutive batches with no sample predicted as its class stop it.
+CLASS_GONE = 0.97
+CLASS_SMOOTHING = 0.5
+
+
+def ascent_ce(logits: torch.Tensor, labels: torch.Tensor, whole_classes: bool) -> torch.Tensor:
+    """The forget CE that the ascent raises: the batch mean; for a class request only over the
+    samples still predicted as their class (the others count as 0 in the mean).
+
+    The CE of a class nobody predicts is unbounded and its gradient does not vanish (p - onehot
+    tends to a unit vector), so ascending it further only damages the rest of the model. A
+    model retrained without the class simply never predicts it, so a sample that is no longer
+    predicted as its (forgotten) class is done and stops pushing.
+    """
+    if not whole_classes:
+        return F.cross_entropy(logits, labels)
+    still = (logits.argmax(1) == labels).float()
+    return (F.cross_entropy(logits, labels, reduction="none") * still).sum() / len(labels)
+
+
+def forget_logits(model: nn.Module, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    """The model's logits on a forget batch `x`; with `context` (a class request) normalised together with it.
+
+    A batch of one class normalised by its own BatchNorm statistics is not what the model sees
+    at test time: on digits class 3, such batches stopped the gate while the model, in eval
+    mode, still predicted the class (forget accuracy 60-97%), and they drag the running
+    statistics toward that class. Eval mode instead lets the ascent move the BatchNorm affine
+    weights of every sample at once (retain accuracy fell to 25-60%). So a class's forget batch
+    goes through the network together with a retain batch (`context`), in train mode, as in
+    training; only the forget rows' logits are returned. A random forget set is a fair sample of
+    the data, so its batches keep the forward they always had.
+    """
+    if context is None:
+        return model(x)
+    return model(torch.cat([x, context]))[:len(x)]
+
+
+def _batch_ce(logits: torch.Tensor, labels: torch.Tensor, ce: torch.Tensor) -> float | None:
+    return ce.item()
+
+
+def _class_miss(gone: list[int]) -> Callable:
+    def measure(logits: torch.Tensor, labels: torch.Tensor, ce: torch.Tensor) -> float | None:
+        of_class = torch.isin(labels, torch.tensor(gone, device=labels.device))
+        if not of_class.any():
+            return None  # a batch of other samples (a mixed request) says nothing about the classes
+        return (logits[of_class].argmax(1) != labels[of_class]).float().mean().item()
+    return measure
 
 
 def probe_cost(stop_loss: float, sizes: dict[str, int], probe: int = 2048) -> float:
@@ -36,7 +107,8 @@ def probe_cost(stop_loss: float, sizes: dict[str, int], probe: int = 2048) -> fl
     return FORWARD * samples / sizes["retain"]
 
 
-STOP_LOSS_DOC = "stop once the smoothed forget CE reaches this; 0 = the original's CE on val; -1 (any < 0) = never"
+STOP_LOSS_DOC = ("stop once the smoothed forget CE reaches this; 0 = the original's CE on val (a class request: once "
+                 "the forgotten classes are no longer predicted); -1 (any < 0) = never")
 
 
 @dataclass
@@ -78,16 +150,23 @@ class NegGrad(Method):
         # Unaugmented: the stop guard compares this loss with a held-out loss measured on plain images.
         cfg = method_recipe(ctx, lr=hp.lr, batch_size=hp.batch_size, weight_decay=hp.weight_decay, augment=False)
         steps = pass_steps(len(forget), cfg.batch_size, hp.forget_passes)
-        gate = _stop_gate(ctx, hp.stop_loss, cfg.batch_size)
+        gate, measure = _stop_gate(ctx, hp.stop_loss, cfg.batch_size)
         trainer = make_trainer(model, cfg, steps, hp)
 
+        whole = bool(forgotten_classes(ctx))
+
         def loss_fn(model, batch):
-            logits = model(batch.x)
-            ce = F.cross_entropy(logits, batch.y)
-            gate.observe(ce.item())
+            # A class request's stream gives (forget, retain) pairs: the retain rows only normalise.
+            batch, context = batch if whole else (batch, None)
+            logits = forget_logits(model, batch.x, None if context is None else context.x)
+            ce = ascent_ce(logits, batch.y, whole)
+            gate.observe(measure(logits, batch.y, ce))
             return SplitLoss(forget=-ce), {"forget_ce": ce.item()}
 
-        stream = (b for _, b in zip(range(steps), endless_batches(forget, cfg, ctx, "neggrad/forget")))
+        if whole:
+            stream, _ = forget_and_retain(ctx, cfg, hp.forget_passes, "neggrad", augment_forget=False)
+        else:
+            stream = (b for _, b in zip(range(steps), endless_batches(forget, cfg, ctx, "neggrad/forget")))
         run_epoch(model, trainer, gate(stream), loss_fn, ctx.runtime, total=steps, desc="neggrad")
         return model
 
@@ -132,14 +211,21 @@ class NegGradPlus(Method):
     def run(self, model, ctx: MethodContext, hp: NegGradPlusHparams):
         cfg = method_recipe(ctx, lr=hp.lr, batch_size=hp.batch_size, weight_decay=hp.weight_decay)
         stream, steps = forget_and_retain(ctx, cfg, hp.forget_passes, "neggrad+", augment_forget=False)
-        gate = _stop_gate(ctx, hp.stop_loss, cfg.batch_size)
+        gate, measure = _stop_gate(ctx, hp.stop_loss, cfg.batch_size)
         trainer = make_trainer(model, cfg, steps, hp)
+
+        whole = bool(forgotten_classes(ctx))
 
         def loss_fn(model, pair):
             fb, rb = pair
-            r_logits = model(rb.x)
-            f_ce = F.cross_entropy(model(fb.x), fb.y)
-            gate.observe(f_ce.item())
+            if whole:  # one joint batch: BatchNorm statistics of a mixed batch (`forget_logits`)
+                logits = model(torch.cat([fb.x, rb.x]))
+                f_logits, r_logits = logits[:len(fb.y)], logits[len(fb.y):]
+            else:
+                r_logits = model(rb.x)
+                f_logits = model(fb.x)
+            f_ce = ascent_ce(f_logits, fb.y, whole)
+            gate.observe(measure(f_logits, fb.y, f_ce))
             retain = hp.alpha * F.cross_entropy(r_logits, rb.y)
             loss = SplitLoss(forget=-(1 - hp.alpha) * f_ce, retain=retain, total=retain - (1 - hp.alpha) * f_ce)
             return loss, {"correct": (r_logits.argmax(1) == rb.y).sum().item(), "n": len(rb.y), "forget_ce": f_ce.item()}
