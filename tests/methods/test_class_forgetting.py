@@ -106,3 +106,16 @@ def test_the_random_request_path_is_the_plain_forward_and_ce():
     removed = logits10.clone()
     removed[:, 0] = float("-inf")
     assert attack_features(removed, torch.zeros(4, dtype=torch.long), log_odds=True)[:, -1].eq(-9.21).all()
+
+
+def test_neggrad_cost_counts_the_retain_batch_of_a_class_request():
+    # A class request forwards a retain batch beside every forget batch: the tuner's budget must see it.
+    from unlearnkit.config import resolve_config
+    from unlearnkit.methods.base import get_method, make_hparams
+
+    recipe = resolve_config("digits", []).train
+    hp = make_hparams("neggrad", {"forget_passes": 2.0, "stop_loss": -1.0})
+    sizes = {"retain": 1000, "forget": 100, "val": 200}
+    plain = get_method("neggrad")().cost(hp, sizes, recipe)
+    whole = get_method("neggrad")().cost(hp, {**sizes, "whole_classes": 1}, recipe)
+    assert whole == pytest.approx(2 * plain)

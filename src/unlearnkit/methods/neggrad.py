@@ -143,7 +143,9 @@ class NegGrad(Method):
 
     def cost(self, hp: NegGradHparams, sizes, recipe) -> float:
         bs = hp.batch_size or recipe.batch_size
-        return pass_samples(sizes["forget"], bs, hp.forget_passes) / sizes["retain"] + probe_cost(hp.stop_loss, sizes)
+        # A class request forwards a retain batch beside each forget batch (see run): twice the samples.
+        joint = 2 if sizes.get("whole_classes") else 1
+        return joint * pass_samples(sizes["forget"], bs, hp.forget_passes) / sizes["retain"] + probe_cost(hp.stop_loss, sizes)
 
     def run(self, model, ctx: MethodContext, hp: NegGradHparams):
         forget = ctx.data("forget")

@@ -113,7 +113,10 @@ def tune(
     sizes = []
     for s, spec in zip(seeds, specs):
         split = make_split(bundle, cfg.data.val_fraction, s).with_forget(spec)
-        sizes.append({p: int(len(split.part(p).labels)) for p in ("retain", "forget", "val")})
+        n = {p: int(len(split.part(p).labels)) for p in ("retain", "forget", "val")}
+        # Classes the forget set covers whole: some methods take another (costlier) path for them.
+        n["whole_classes"] = len(set(split.part("forget").labels.tolist()) - set(split.part("retain").labels.tolist()))
+        sizes.append(n)
     fixed = {k: v for k, v in hparam_defaults(method).items() if k not in dists}
     budget_ree = budget * cfg.train.epochs  # retraining costs the recipe's epochs in REE
     probe = probe_budget(method, dists, lambda v: estimate_cost(method, {**fixed, **v}, sizes, cfg.train),
