@@ -40,7 +40,10 @@ def _ctx(digits, spec):
 CASES = [
     ("neggrad+", {"forget_passes": 5.0, "lr": 0.05, "alpha": 0.5}, 5.0, 3.0),
     ("gan", {"forget_passes": 4.0, "lr": 0.01}, 5.0, 3.0),
-    ("neggrad", {"forget_passes": 5.0, "lr": 0.003, "batch_size": 16}, 10.0, 3.0),
+    # The ascent rule itself (stop_loss -1: the whole budget): with the stop gate, where it stops on
+    # this tiny set depends on float summation order (1 thread left 8.5% of the class, 2 threads 23%);
+    # the gate has its own test below.
+    ("neggrad", {"forget_passes": 5.0, "lr": 0.003, "batch_size": 16, "stop_loss": -1.0}, 10.0, 3.0),
 ]
 
 
