@@ -1,12 +1,19 @@
-"""Seconds of `unlearnkit audit RUN --reference REF` with a cold and then a warm cache.
+"""Seconds of `unlearnkit audit RUN --reference REF` with a cold and then warm caches.
 
 Usage: python benchmarks/audit_cache_timing.py RUN REF [CACHE_DIR]
 
-The first audit computes everything (forward passes, every attack of the three models) into a fresh
-cache folder; the second is what a bench's next method audit against the same original and reference
-costs once the unlearned model's logits are cached too: the original's and the reference's numbers
-come from the result cache, the unlearned model's attacks (its MIA-efficacy SVC above all) are computed.
-Prints wall and CPU seconds and the per-step timings of both (numbers only: no plots, no files).
+Three audits into one fresh cache folder (numbers only: no plots, no files):
+
+* cold: everything computed (forward passes and every attack of the three models);
+* warm, own forwards: the original's and the reference's results (and logits) come from the caches,
+  the unlearned model's logits are deleted first, so its forward passes and attacks (its
+  MIA-efficacy SVC above all) are computed: a bench's next method audit, or the audit of a run
+  that `unlearnkit forget` made on another machine;
+* warm: the unlearned model's logits cached too, as `unlearnkit forget` leaves them: only its
+  attacks are computed.
+
+Prints wall and CPU (user + sys of this process) seconds, the per-step timings of each, and
+whether the three audits' numbers are identical.
 """
 
 import os
@@ -18,14 +25,34 @@ RUN, REF = sys.argv[1], sys.argv[2]
 os.environ["UNLEARNKIT_CACHE"] = sys.argv[3] if len(sys.argv) > 3 else tempfile.mkdtemp(prefix="audit-cache-")
 os.environ.setdefault("UNLEARNKIT_QUIET", "1")
 
-import torch  # noqa: E402
-
 from unlearnkit.audit import audit  # noqa: E402
+from unlearnkit.audit.pipeline.caches import _logits_cache  # noqa: E402
+from unlearnkit.audit.pipeline.common import PARTS  # noqa: E402
+from unlearnkit.training.pipeline import load_run  # noqa: E402
 
-torch.set_num_threads(1)
-for label in ("cold", "warm"):
-    w, c = time.perf_counter(), time.process_time()
+
+def cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def drop_own_logits() -> None:
+    lr = load_run(RUN)
+    for part in PARTS:
+        path = _logits_cache(lr, part, lr.split.part(part).ids)
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+
+numbers = []
+for label in ("cold", "warm, own forwards", "warm"):
+    if label == "warm, own forwards":
+        drop_own_logits()
+    w, c = time.perf_counter(), cpu()
     result = audit(RUN, reference=REF, write=False, plots=False)  # the numbers; plots and report cost the same either way
-    w, c = time.perf_counter() - w, time.process_time() - c
+    w, c = time.perf_counter() - w, cpu() - c
+    d = result.to_dict()
+    numbers.append({k: v for k, v in d.items() if k not in ("timings", "created")})
     steps = {k: v for k, v in result.timings.items() if v >= 0.05}
     print(f"{label}: {w:.1f} s wall, {c:.1f} s CPU; steps over 0.05 s: {steps}", flush=True)
+print("numbers identical in all three:", all(n == numbers[0] for n in numbers))

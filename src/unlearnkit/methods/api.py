@@ -21,8 +21,8 @@ from unlearnkit.methods.base import MethodContext, get_method, make_hparams
 from unlearnkit.provenance import check_same_job, describe, lineage_root, model_sha256, sha256_ids, sha256_json
 from unlearnkit.runs import CHECKPOINT_FILE, MODEL_FILE, RunDir, environment, prepare_out_dir, save_model
 from unlearnkit.runs import writes_run_dir
-from unlearnkit.training.data import Normalizer, TensorSet
-from unlearnkit.training.loop import DivergedError, predict_logits
+from unlearnkit.training.data import Normalizer
+from unlearnkit.training.loop import DivergedError, accuracy
 from unlearnkit.training.runtime import Runtime
 from unlearnkit.tuning import defaults as tuning_defaults
 
@@ -120,7 +120,8 @@ def forget_run(
     model, method, forget set, hyperparameters and seed) and refuses a finished one; `reuse`
     (the demo) also returns a finished run of the same job as it is, without redoing it.
     """
-    from unlearnkit.training.pipeline import evaluate_parts, load_run  # noqa: PLC0415  (avoid an import cycle)
+    from unlearnkit.audit.pipeline.caches import part_logits, store_logits  # noqa: PLC0415  (avoid an import cycle)
+    from unlearnkit.training.pipeline import LoadedRun, load_run  # noqa: PLC0415
 
     cls = get_method(method)
     hp = make_hparams(method, hparams)
@@ -173,10 +174,15 @@ def forget_run(
         shutil.rmtree(out, ignore_errors=True)
         raise
     wall = time.perf_counter() - t0
-    parts = evaluate_parts(unlearned, (split, parent_run.normalizer, rt), ("retain", "forget", "val", "test"))
-    forget_part = split.part("forget")
-    logits = predict_logits(unlearned, TensorSet.from_numpy(forget_part.images, forget_part.labels, rt), parent_run.normalizer, rt)
-    conf = torch.softmax(logits, 1).gather(1, torch.as_tensor(forget_part.labels)[:, None]).mean().item()
+    # One forward pass per part, the audit's own (`part_logits`): the accuracies and the forget confidence
+    # come from it, and its logits go to the audit's cache, so `unlearnkit audit` of this run runs none.
+    loaded = LoadedRun(run, parent_run.config, record, split, parent_run.normalizer, rt)
+    raw = {name: part_logits(loaded, unlearned, split.part(name).images, split.part(name).labels)
+           for name in ("retain", "forget", "val", "test") if len(split.part(name).labels)}
+    parts = {f"{name}_acc": round(accuracy(torch.from_numpy(z), torch.as_tensor(split.part(name).labels)), 3)
+             for name, z in raw.items()}
+    forget_labels = torch.as_tensor(split.part("forget").labels)
+    conf = torch.softmax(torch.from_numpy(raw["forget"]), 1).gather(1, forget_labels[:, None]).mean().item()
     metrics = {
         **parts,
         "forget_mean_confidence": round(conf, 4),
@@ -185,6 +191,7 @@ def forget_run(
         "original": {k: parent_run.metrics.get(k) for k in ("train_seconds", "test_acc")},
     }
     save_model(unlearned, run.file(MODEL_FILE), {"method": method, "parent": record["parent"]})
+    store_logits(loaded, raw)  # keyed by the saved file's sha256: written after it
     record["status"] = "finished"
     record["unlearn_seconds"] = metrics["unlearn_seconds"]
     run.write_json("run.json", record)

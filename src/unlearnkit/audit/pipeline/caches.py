@@ -46,6 +46,35 @@ def _logits_cache(lr, part: str, ids: np.ndarray) -> Path | None:
     return entry_path(resolve_cache_dir() / "logits", f"logits-{part}", key)
 
 
+def eval_batch(lr) -> int:
+    """The inference batch of a run's forward passes: its eval_batch_size, capped on a CPU (`CPU_BATCH`)."""
+    batch = lr.config.train.eval_batch_size
+    return min(batch, CPU_BATCH) if lr.runtime.device.type == "cpu" else batch
+
+
+def part_logits(lr, net, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Raw (float32) logits of `net` on these images: the one forward pass the logit cache holds."""
+    from unlearnkit.training.data import TensorSet  # noqa: PLC0415
+    from unlearnkit.training.loop import predict_logits  # noqa: PLC0415
+
+    return predict_logits(net, TensorSet.from_numpy(images, labels, lr.runtime), lr.normalizer, lr.runtime,
+                          eval_batch(lr)).numpy()
+
+
+def store_logits(lr, logits: dict[str, np.ndarray]) -> None:
+    """Put a finished run's raw logits on whole parts of its split into the logit cache.
+
+    `unlearnkit forget` evaluates the unlearned model on every part with `part_logits`, the
+    audit's own forward; storing them spares the audit of that run a second pass over 60k images.
+    """
+    from unlearnkit.data.cache import write_entry  # noqa: PLC0415
+
+    for part, raw in logits.items():
+        cached = _logits_cache(lr, part, lr.split.part(part).ids)
+        if cached is not None:
+            write_entry(cached, {"logits": np.asarray(raw)})
+
+
 def _forward(model: _Model, parts: Sequence[str], seed: int, subsample: dict[str, int] | None = None,
              take: dict[str, np.ndarray] | None = None) -> None:
     """Fill `model` with logits (float64, checked finite) on each part of the target split.
@@ -54,8 +83,7 @@ def _forward(model: _Model, parts: Sequence[str], seed: int, subsample: dict[str
     positions (sorted) instead.
     """
     from unlearnkit.data.cache import read_entry, write_entry  # noqa: PLC0415
-    from unlearnkit.training.data import TensorSet, stream_seed  # noqa: PLC0415
-    from unlearnkit.training.loop import predict_logits  # noqa: PLC0415
+    from unlearnkit.training.data import stream_seed  # noqa: PLC0415
 
     lr = model.loaded
     net = None  # loaded on the first cache miss
@@ -73,14 +101,16 @@ def _forward(model: _Model, parts: Sequence[str], seed: int, subsample: dict[str
         images, labels = p.images[idx], p.labels[idx]
         cached = _logits_cache(lr, part, p.ids[idx])
         entry = read_entry(cached) if cached is not None else None
+        if entry is None and len(idx) < n:  # a subset: the whole part's logits (e.g. stored by `forget`) hold it
+            whole = _logits_cache(lr, part, p.ids)
+            full = read_entry(whole) if whole is not None else None
+            if full is not None and full["logits"].shape[0] == n:
+                entry = {"logits": full["logits"][idx]}
         if entry is not None and entry["logits"].shape[0] == len(idx):
             logits = entry["logits"].astype(np.float64)
         else:
-            batch = lr.config.train.eval_batch_size
-            if lr.runtime.device.type == "cpu":
-                batch = min(batch, CPU_BATCH)
             net = net if net is not None else lr.load_model()
-            raw = predict_logits(net, TensorSet.from_numpy(images, labels, lr.runtime), lr.normalizer, lr.runtime, batch).numpy()
+            raw = part_logits(lr, net, images, labels)
             if cached is not None:
                 write_entry(cached, {"logits": raw})
             logits = raw.astype(np.float64)
