@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+import pytest
 import torch
 
 from unlearnkit.bench.jobs import _run_locked
@@ -13,10 +13,21 @@ from unlearnkit.config import resolve_config
 from unlearnkit.tuning.references import tuning_plan
 
 
-def test_tuning_jobs_get_every_cpu(tmp_path):
+@pytest.mark.parametrize("cpus", [1, 6])
+def test_tuning_jobs_get_every_cpu(tmp_path, monkeypatch, cpus):
+    # The count is patched so that the test also fails on a 1-CPU machine if jobs are pinned to one.
+    monkeypatch.setattr("unlearnkit.training.runtime.available_cpus", lambda: cpus)
+    monkeypatch.setattr("unlearnkit.training.runtime.cuda_available", lambda: False)
     plan = tuning_plan(resolve_config("digits", []), "f" * 16, [(100, "random:0.1")], tmp_path / "store")
-    want = len(os.sched_getaffinity(0)) if not torch.cuda.is_available() else 1
-    assert {j.num_cpus for j in plan.jobs.values()} == {want}
+    assert {j.num_cpus for j in plan.jobs.values()} == {cpus}
+
+
+def test_tuning_jobs_on_a_gpu_get_one_cpu_each(tmp_path, monkeypatch):
+    monkeypatch.setattr("unlearnkit.training.runtime.available_cpus", lambda: 8)
+    monkeypatch.setattr("unlearnkit.training.runtime.cuda_available", lambda: True)
+    plan = tuning_plan(resolve_config("digits", []), "f" * 16, [(100, "random:0.1")], tmp_path / "store")
+    assert {j.num_cpus for j in plan.jobs.values()} == {1}
+    assert {j.num_gpus for j in plan.jobs.values()} == {1.0}
 
 
 def test_a_local_job_restores_the_callers_thread_count(tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ from unlearnkit.files import json_text
 from unlearnkit.outputs import OWNED_MANIFEST, adopt_outputs, check_outputs, write_outputs
 from unlearnkit.runs import read_json
 from unlearnkit.training.pipeline import load_data, with_absolute_paths
+from unlearnkit.training.runtime import available_cpus, cuda_available
 
 
 def estimate_original_seconds(cfg: RunConfig, n_train: int, store: Path) -> float:
@@ -79,8 +80,8 @@ def run_bench(
     for scenario in scenarios:
         probe.with_forget(scenario)  # a bad scenario fails now, not after an hour of training
     store = out / "store"
-    gpus = 1.0 if _cuda() else 0.0
-    cpus = 1 if gpus else max(1, _cpu_count())
+    gpus = 1.0 if cuda_available() else 0.0
+    cpus = 1 if gpus else max(1, available_cpus())
     plan = build_plan(cfg, bundle.fingerprint, methods=names, scenarios=scenarios, seeds=seeds, store=store,
                       hparams=hparams, score_models=score_models, num_cpus=cpus, num_gpus=gpus)
     rows, todo = describe_plan(plan, estimate_original_seconds(cfg, len(probe.train_idx), store), store)
@@ -98,7 +99,7 @@ def run_bench(
                                                                        for j in plan.order()}})})
     data = cfg.data.source
     if executor == "ray":
-        results = run_ray(plan, data=data, address=ray_address, num_cpus=_cpu_count())
+        results = run_ray(plan, data=data, address=ray_address, num_cpus=available_cpus())
     else:
         results = run_local(plan, data=data)
     write_outputs(out, {"results.json": json_text(results)})
@@ -122,18 +123,6 @@ def _pre_manifest_bench(out: Path) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(plan, dict) and isinstance(plan.get("jobs"), dict) and "scenarios" in plan
-
-
-def _cuda() -> bool:
-    import torch  # noqa: PLC0415
-
-    return torch.cuda.is_available()
-
-
-def _cpu_count() -> int:
-    import os  # noqa: PLC0415
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def summary_metrics(summary: dict[str, Any]) -> dict[str, float]:

@@ -20,6 +20,19 @@ from unlearnkit.config import RuntimeConfig
 from unlearnkit.errors import UnlearnkitError
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask: `taskset` and container limits count),
+    the number every job, decoder pool and search worker sizes itself by."""
+    import os  # noqa: PLC0415
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def cuda_available() -> bool:
+    """Whether a CUDA device is usable: bench and tuning plans give jobs a GPU, not CPUs, then."""
+    return torch.cuda.is_available()
+
+
 @functools.cache
 def cpu_has_native_bf16() -> bool:
     """True where the CPU has bf16 dot-product instructions (measured: 1.6x fp32 training speed on

@@ -36,11 +36,11 @@ def tuning_plan(cfg: RunConfig, fingerprint: str, pairs: list[tuple[int, str]], 
     a job sets torch's thread count to its num_cpus, so 1 here trained the references on one
     core of a 2-core machine and left the trials after them single-threaded too.
     """
-    from unlearnkit.bench.runner import _cpu_count, _cuda  # noqa: PLC0415
+    from unlearnkit.training.runtime import available_cpus, cuda_available  # noqa: PLC0415
 
-    gpus = 1.0 if _cuda() else 0.0
+    gpus = 1.0 if cuda_available() else 0.0
     if num_cpus is None:
-        num_cpus = 1 if gpus else _cpu_count()
+        num_cpus = 1 if gpus else available_cpus()
     plan = Plan(store=store, config={"recipe": cfg.recipe(), "fingerprint": fingerprint, "methods": methods or [],
                                      "scenarios": sorted({s for _, s in pairs}), "seeds": [s for s, _ in pairs]})
     for seed, spec in pairs:

@@ -336,8 +336,9 @@ def _worker(db: str, objective: Objective, trials: int, seed: int, heartbeat: in
 def _parallel(db: Path, objective: Objective, trials: int, jobs: int, seed: int, heartbeat: int, executor: str,
               ray_address: str | None, study) -> None:
     """`jobs` workers share the study; this process only watches it for the progress bar."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = max(1, cpus // jobs)
+    from unlearnkit.training.runtime import available_cpus  # noqa: PLC0415
+
+    threads = max(1, available_cpus() // jobs)
     args = [(str(db), objective, trials, seed, heartbeat, w + 1, threads) for w in range(jobs)]
     bar = _bar(study, trials, f"tune {objective.method} ({jobs} {'Ray tasks' if executor == 'ray' else 'processes'})")
     try:
