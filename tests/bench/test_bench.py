@@ -68,6 +68,22 @@ def test_second_run_reuses_everything(smoke_bench):
     assert again["table"] == first["table"]
 
 
+def test_the_header_counts_the_methods_and_the_note_resolves_their_defaults(smoke_bench, monkeypatch):
+    # The method list was once shadowed by the output file names: the header said "7 methods" and
+    # the provenance note resolved defaults for "plan.json", ..., so a leaderboard made with tuned
+    # defaults claimed paper defaults.
+    from unlearnkit.bench.plan import parse_methods
+
+    out, _ = smoke_bench
+    seen = []
+    monkeypatch.setattr("unlearnkit.tuning.defaults.provenance_note", lambda methods, *a: seen.append(methods) or "NOTE")
+    run_bench(_cfg(), out, methods="all", forget="random:0.1", seeds=2)  # every job from the store
+    assert seen == [parse_methods("all")]
+    md = (out / "leaderboard.md").read_text().splitlines()
+    assert md[0] == f"# unlearnkit leaderboard: digits, {len(parse_methods('all'))} methods, 2 seed(s)"
+    assert "NOTE" in md
+
+
 def test_interrupted_bench_loses_nothing(smoke_bench, tmp_path):
     """A kill mid-run leaves some jobs finished and one half-written; rerunning redoes only the rest."""
     out, first = smoke_bench

@@ -91,10 +91,10 @@ def run_bench(
     if dry_run:
         return {"plan": rows, "estimated_seconds": todo, "jobs": [j.id for j in plan.order()]}
     # Before hours of jobs: the bench folder must not hold files of the user's that it would replace.
-    names = ("plan.json", "results.json", *FILES)
+    outputs = ("plan.json", "results.json", *FILES)
     if _pre_manifest_bench(out):
-        adopt_outputs(out, names)
-    check_outputs(out, names)
+        adopt_outputs(out, outputs)
+    check_outputs(out, outputs)
     write_outputs(out, {"plan.json": json_text({**plan.config, "jobs": {j.id: {"kind": j.kind, "key": j.key, "deps": j.deps}
                                                                        for j in plan.order()}})})
     data = cfg.data.source
