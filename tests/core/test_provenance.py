@@ -56,9 +56,16 @@ def test_resume_refuses_another_job_and_touches_nothing(capsys, digits_run, kill
 
 
 def test_resume_finishes_the_same_job_then_refuses_a_finished_run(capsys, digits_run, killed_retrain):
+    import torch
+
     argv = ["forget", digits_run, "--method", "retrain", "--forget", "random:0.1", "--out", killed_retrain]
+    first = torch.load(killed_retrain / "checkpoint.pt", weights_only=True)["history"]
     code, _, err = run_cli(capsys, *argv, "--resume")
     assert code == 0, err
+    # The time counts the killed session's epoch too: a resumed retrain must not look cheaper.
+    metrics = _json(killed_retrain, "metrics.json")
+    assert len(first) == 1 and metrics["unlearn_seconds_earlier_sessions"] == pytest.approx(first[0]["seconds"], abs=0.01)
+    assert metrics["unlearn_seconds"] >= first[0]["seconds"]
     info = _json(killed_retrain, "run.json")
     assert info["status"] == "finished" and info["exact"] and info["parent"] == str(digits_run.resolve())
     assert not (killed_retrain / "checkpoint.pt").exists()

@@ -162,6 +162,7 @@ def forget_run(
     run.write_json("config.json", parent_run.config.to_dict())  # the root's recipe, carried down the lineage
     run.write_json("split.json", split.manifest())
     run.write_json("run.json", record)
+    earlier = _checkpointed_seconds(run.file(CHECKPOINT_FILE))
     t0 = time.perf_counter()
     try:
         unlearned = unlearn(
@@ -173,7 +174,9 @@ def forget_run(
         # A failed method leaves no half-made run behind (a killed one keeps its checkpoint for --resume).
         shutil.rmtree(out, ignore_errors=True)
         raise
-    wall = time.perf_counter() - t0
+    # A resumed run's time includes its earlier sessions' epochs (else a retrain killed and resumed
+    # near its end looks cheap, and every method's time ratio to it is inflated).
+    wall = time.perf_counter() - t0 + earlier
     # One forward pass per part, the audit's own (`part_logits`): the accuracies and the forget confidence
     # come from it, and its logits go to the audit's cache, so `unlearnkit audit` of this run runs none.
     loaded = LoadedRun(run, parent_run.config, record, split, parent_run.normalizer, rt)
@@ -187,6 +190,7 @@ def forget_run(
         **parts,
         "forget_mean_confidence": round(conf, 4),
         "unlearn_seconds": round(wall, 2),
+        **({"unlearn_seconds_earlier_sessions": round(earlier, 2)} if earlier else {}),
         "peak_memory_mb": round(peak_memory_mb(rt), 1),
         "original": {k: parent_run.metrics.get(k) for k in ("train_seconds", "test_acc")},
     }
@@ -234,3 +238,13 @@ def _job_record(parent_run, cls, method: str, hp, split: Split, request: str, se
         record["requested_from"], record["requested_from_model_sha256"] = str(parent_path), parent_hash
     record["provenance"] = describe(record)
     return record
+
+
+def _checkpointed_seconds(checkpoint: Path) -> float:
+    """Seconds of the epochs a resumed run already did (its checkpoint's per-epoch log; 0 without one).
+    The interrupted epoch itself is lost time and not counted."""
+    if not checkpoint.is_file():
+        return 0.0
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    return float(sum(r.get("seconds", 0.0) for r in state.get("history", [])))
+
