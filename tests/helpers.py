@@ -18,3 +18,8 @@ def assert_one_line_error(code, err, pattern):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert re.search(pattern, lines[0]), lines[0]
+
+
+def audit_numbers(result) -> dict:
+    """An audit result's numbers: everything but its timings and creation time (which differ between runs)."""
+    return {k: v for k, v in result.to_dict().items() if k not in ("timings", "created")}

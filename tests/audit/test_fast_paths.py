@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers import audit_numbers
 import torch
 
 from unlearnkit.audit import audit
@@ -25,10 +26,6 @@ def _one_thread():
     yield
     torch.set_num_threads(threads)  # later tests in this process get the usual count back
 
-
-def _numbers(result):
-    d = result.to_dict()
-    return {k: v for k, v in d.items() if k not in ("timings", "created")}
 
 
 def test_forget_fills_the_audits_logit_cache_with_the_audits_own_logits(digits_run, monkeypatch, tmp_path):
@@ -59,7 +56,7 @@ def test_forget_fills_the_audits_logit_cache_with_the_audits_own_logits(digits_r
     assert len(calls) == 4  # the original's four parts only: the unlearned and retrained models' came from forget
     monkeypatch.setenv("UNLEARNKIT_LOGIT_CACHE", "0")
     monkeypatch.setenv("UNLEARNKIT_RESULT_CACHE", "0")
-    assert _numbers(audit(tmp_path / "ng", reference=tmp_path / "rt", write=False, plots=False)) == _numbers(warm)
+    assert audit_numbers(audit(tmp_path / "ng", reference=tmp_path / "rt", write=False, plots=False)) == audit_numbers(warm)
     monkeypatch.delenv("UNLEARNKIT_LOGIT_CACHE")
     monkeypatch.delenv("UNLEARNKIT_RESULT_CACHE")
 
@@ -70,7 +67,7 @@ def test_forget_fills_the_audits_logit_cache_with_the_audits_own_logits(digits_r
     monkeypatch.setenv("UNLEARNKIT_LOGIT_CACHE", "0")
     monkeypatch.setenv("UNLEARNKIT_RESULT_CACHE", "0")
     cold = audit(tmp_path / "ng", reference=tmp_path / "rt", original=False, write=False, plots=False, retain_limit=0)
-    assert calls and _numbers(cold) == _numbers(trial)
+    assert calls and audit_numbers(cold) == audit_numbers(trial)
 
 
 def test_forget_records_the_accuracies_of_the_former_evaluation(digits_run, tmp_path):

@@ -10,6 +10,7 @@ import shutil
 
 import numpy as np
 import pytest
+from helpers import audit_numbers
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -211,10 +212,6 @@ def test_logit_cache_is_hit_for_the_same_models_and_changes_no_number(runs, monk
     assert len(calls) >= 4  # the neggrad model's own parts were computed, not looked up
 
 
-def _numbers(result):
-    d = result.to_dict()
-    return {k: v for k, v in d.items() if k not in ("timings", "created")}
-
 
 def test_result_cache_reuses_the_original_and_reference_and_changes_no_number(runs, monkeypatch, tmp_path):
     import unlearnkit.audit.attacks as attacks
@@ -228,14 +225,14 @@ def test_result_cache_reuses_the_original_and_reference_and_changes_no_number(ru
     assert len(fits) == 3 and list((tmp_path / "cache" / "results").glob("results-*.npz"))
     fits.clear()
     again = audit(runs.ft, reference=runs.rt, write=False, plots=False)
-    assert _numbers(again) == _numbers(first)
+    assert audit_numbers(again) == audit_numbers(first)
     assert len(fits) == 1  # only the unlearned model's SVC: the original's and the reference's came from the cache
     assert {"cached_results/original", "cached_results/retrained", "mia_efficacy/unlearned"} <= set(again.timings)
     assert "mia_efficacy/retrained" not in again.timings
 
     monkeypatch.setenv("UNLEARNKIT_RESULT_CACHE", "0")
     fits.clear()
-    assert _numbers(audit(runs.ft, reference=runs.rt, write=False, plots=False)) == _numbers(first) and len(fits) == 3
+    assert audit_numbers(audit(runs.ft, reference=runs.rt, write=False, plots=False)) == audit_numbers(first) and len(fits) == 3
     monkeypatch.delenv("UNLEARNKIT_RESULT_CACHE")
 
     # Another model file (the reference's weights nudged) misses the cache for that model only.

@@ -154,3 +154,10 @@ def test_a_split_forgets_the_union_of_its_requests_and_never_all_of_train():
         both.with_forget("class:b")
     with pytest.raises(UnlearnkitError, match="already forgotten"):
         both.with_forget("random:5")
+
+
+def test_resume_from_an_unreadable_checkpoint_is_a_one_line_error(capsys, digits_run, killed_retrain):
+    (killed_retrain / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    code, _, err = run_cli(capsys, "forget", digits_run, "--method", "retrain", "--forget", "random:0.1",
+                           "--out", killed_retrain, "--resume")
+    assert_one_line_error(code, err, r"checkpoint .*checkpoint\.pt cannot be read .*delete it")

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, audit_numbers, run_cli
 
 from unlearnkit.audit import audit
 from unlearnkit.audit.attacks import mia_member_positions
@@ -29,10 +29,6 @@ def runs(digits_run, tmp_path_factory):
     return SimpleNamespace(ft=base / "ft", rt=base / "rt", full=audit(base / "ft", reference=base / "rt", **LEAN))
 
 
-def _numbers(result) -> dict:
-    d = result.to_dict()
-    return {k: v for k, v in d.items() if k not in ("timings", "created")}
-
 
 def _subset(n_retain: int, k: int, seed: int = 0) -> np.ndarray:
     """The documented rule: a seeded random k of the retain positions (stream "audit-retain-limit")."""
@@ -48,7 +44,7 @@ def _acc(run, positions) -> float:
 def test_a_limit_covering_the_retain_set_is_a_full_audit(runs):
     n = runs.full.accuracy["unlearned"]["n"]["retain"]
     for limit in (n, n + 1, 10**9):
-        assert _numbers(audit(runs.ft, reference=runs.rt, retain_limit=limit, **LEAN)) == _numbers(runs.full)
+        assert audit_numbers(audit(runs.ft, reference=runs.rt, retain_limit=limit, **LEAN)) == audit_numbers(runs.full)
 
 
 @pytest.mark.parametrize("limit", [0, 200])

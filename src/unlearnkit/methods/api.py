@@ -22,7 +22,7 @@ from unlearnkit.provenance import check_same_job, describe, lineage_root, model_
 from unlearnkit.runs import CHECKPOINT_FILE, MODEL_FILE, RunDir, environment, prepare_out_dir, save_model
 from unlearnkit.runs import writes_run_dir
 from unlearnkit.training.data import Normalizer
-from unlearnkit.training.loop import DivergedError, accuracy
+from unlearnkit.training.loop import DivergedError, accuracy, load_checkpoint
 from unlearnkit.training.runtime import Runtime
 from unlearnkit.tuning import defaults as tuning_defaults
 
@@ -245,6 +245,6 @@ def _checkpointed_seconds(checkpoint: Path) -> float:
     The interrupted epoch itself is lost time and not counted."""
     if not checkpoint.is_file():
         return 0.0
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state = load_checkpoint(checkpoint)
     return float(sum(r.get("seconds", 0.0) for r in state.get("history", [])))
 

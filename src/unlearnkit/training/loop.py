@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import re
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -362,7 +363,7 @@ def fit(
     history: list[dict] = []
     start = 0
     if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location=runtime.device, weights_only=True)
+        state = load_checkpoint(checkpoint, runtime.device)
         model.load_state_dict(state["model"])
         trainer.load_state_dict(state["trainer"])
         history = list(state["history"])
@@ -392,6 +393,16 @@ def fit(
         if on_epoch is not None:
             on_epoch(history)  # the whole log so far, resumed epochs included
     return history
+
+
+def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict:
+    """A checkpoint written by `save_checkpoint`, without unpickling; an unreadable one is a one-line error."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (OSError, EOFError, RuntimeError, ValueError, pickle.UnpicklingError) as exc:
+        raise UnlearnkitError(
+            f"checkpoint {path} cannot be read ({type(exc).__name__}); delete it to start this run over"
+        ) from None
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import os
 import shutil
 import warnings
 from dataclasses import dataclass
@@ -22,9 +23,7 @@ from unlearnkit.errors import UnlearnkitError
 
 def available_cpus() -> int:
     """CPUs this process may run on (its affinity mask: `taskset` and container limits count),
-    the number every job, decoder pool and search worker sizes itself by."""
-    import os  # noqa: PLC0415
-
+    the number bench jobs and tuning workers size themselves by."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
