@@ -156,6 +156,8 @@ def describe(cls_or_obj: Any) -> list[dict[str, Any]]:
         s = spec_of(f)
         default = getattr(defaults, f.name) if defaults is not None else (
             f.default if f.default is not dataclasses.MISSING else f.default_factory())  # type: ignore[misc]
-        rows.append({"name": f.name, "default": default, "valid": s.rule(), "search": s.search_description(),
+        # A flag has no numeric range: "any finite number" would be wrong in the tables.
+        valid = "true or false" if isinstance(default, bool) and s.choices is None else s.rule()
+        rows.append({"name": f.name, "default": default, "valid": valid, "search": s.search_description(),
                      "doc": s.doc})
     return rows

@@ -15,6 +15,7 @@ class Example:
     steps: int = param(3, ge=1, search=(1, 10))
     mode: str = param("a", choices=("a", "b"), search=["a", "b"])
     free: float = 1.0
+    flag: bool = param(False, search=[False, True])
 
 
 @pytest.mark.parametrize(("field", "value", "rule"), [
@@ -31,12 +32,13 @@ def test_out_of_range_values_name_the_setting_and_rule(field, value, rule):
 def test_valid_values_pass_and_search_space_lists_only_tunable_fields():
     check_fields(Example(lr=1e-5, frac=1.0, steps=100, mode="b"))
     space = search_space(Example)
-    assert list(space) == ["lr", "steps", "mode"]
+    assert list(space) == ["lr", "steps", "mode", "flag"]
     assert space["lr"].log and space["lr"].search == (1e-3, 1.0)
     assert space["mode"].search == ["a", "b"]
     rows = {r["name"]: r for r in describe(Example)}
     assert rows["frac"]["valid"] == "in [0, 1]" and rows["frac"]["search"] == "fixed"
     assert rows["lr"]["search"] == "[0.001, 1] log"
+    assert rows["flag"]["valid"] == "true or false" and rows["flag"]["search"] == "{False, True}"
 
 
 @pytest.mark.parametrize("bad", [

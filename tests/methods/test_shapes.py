@@ -16,6 +16,8 @@ from unlearnkit.training.pipeline import load_run
 
 # Small budgets on digits: the shapes, not the result, are under test.
 SMALL = {"retrain": {"epochs": 2}}
+# Options that take another code path with its own forward passes.
+CASES = [(m, SMALL.get(m, {})) for m in list_methods()] + [("ssd", {"alpha_search": True, "probe_samples": 50})]
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +32,14 @@ def _watch(model, seen: dict):
     return model
 
 
-@pytest.mark.parametrize("method", list_methods())
-def test_every_model_a_method_runs_sees_at_most_two_input_shapes(digits, method):
+@pytest.mark.parametrize(("method", "hparams"), CASES)
+def test_every_model_a_method_runs_sees_at_most_two_input_shapes(digits, method, hparams):
     run, model = digits
     seen: dict[int, set] = {}
     watched = _watch(run.load_model(), seen)
     split = run.split.with_forget("random:0.1")
     out = unlearn(watched, split, method, normalizer=run.normalizer, runtime=run.runtime, recipe=run.config.train,
-                  model_factory=lambda s: _watch(run.fresh_model(s), seen), seed=0, **SMALL.get(method, {}))
+                  model_factory=lambda s: _watch(run.fresh_model(s), seen), seed=0, **hparams)
     assert id(out) in seen, f"{method}: the returned model never ran through a watched forward"
     churn = {i: sorted(shapes) for i, shapes in seen.items() if len(shapes) > 2}
     assert not churn, f"{method}: models saw more than two input shapes: {list(churn.values())}"
