@@ -39,6 +39,9 @@ class ParamSpec:
     search: tuple | list | None = None  # (low, high) numeric range, or a list of categorical values
     log: bool = False  # sample the numeric search range log-uniformly
     doc: str = ""
+    # (field, value): searched only in trials where that (tunable, categorical) field takes that value,
+    # e.g. ssd's fixed alpha only when its alpha search is off. Elsewhere the field keeps its default.
+    search_if: tuple[str, Any] | None = None
 
     # ------------------------------------------------------------------ validity
 
@@ -79,9 +82,14 @@ class ParamSpec:
         if self.search is None:
             return "fixed"
         if isinstance(self.search, list):
-            return "{" + ", ".join(map(str, self.search)) + "}"
-        low, high = self.search
-        return f"[{_fmt(low)}, {_fmt(high)}]" + (" log" if self.log else "")
+            text = "{" + ", ".join(map(str, self.search)) + "}"
+        else:
+            low, high = self.search
+            text = f"[{_fmt(low)}, {_fmt(high)}]" + (" log" if self.log else "")
+        if self.search_if is not None:
+            field_name, value = self.search_if
+            text += f" if {field_name}={str(value).lower() if isinstance(value, bool) else value}"
+        return text
 
 
 def _fmt(x: float) -> str:
@@ -90,11 +98,13 @@ def _fmt(x: float) -> str:
 
 def param(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
           lt: float | None = None, choices: Sequence | None = None, search: tuple | list | None = None,
-          log: bool = False, doc: str = "") -> Any:
+          log: bool = False, doc: str = "", search_if: tuple[str, Any] | None = None) -> Any:
     """A dataclass field carrying its valid range and search range (see the module docstring)."""
     spec = ParamSpec(ge, gt, le, lt, tuple(choices) if choices is not None else None,
                      list(search) if isinstance(search, list) else (tuple(search) if search is not None else None),
-                     log, doc)
+                     log, doc, tuple(search_if) if search_if is not None else None)
+    if spec.search_if is not None and (spec.search is None or len(spec.search_if) != 2):
+        raise TypeError(f"search_if needs a search range and a (field, value) pair, got {search_if!r}")
     if isinstance(spec.search, tuple) and len(spec.search) != 2:
         raise TypeError(f"search must be (low, high) or a list of values, got {search!r}")
     return field(default=default, metadata={_META_KEY: spec})
@@ -134,7 +144,14 @@ def search_space(cls_or_obj: Any) -> dict[str, ParamSpec]:
 def check_search_space(cls_or_obj: Any, owner: str) -> None:
     """Every search range must lie inside its valid range (and log ranges above zero): a
     declaration error caught by the registry tests, not at tuning time."""
-    for name, s in search_space(cls_or_obj).items():
+    space = search_space(cls_or_obj)
+    for name, s in space.items():
+        if s.search_if is not None:
+            field_name, value = s.search_if
+            ctrl = space.get(field_name)
+            if ctrl is None or not isinstance(ctrl.search, list) or value not in ctrl.search or ctrl.search_if is not None:
+                raise TypeError(f"{owner}.{name}: search_if names {field_name}={value!r}, which must be a value in the "
+                                "categorical search list of another, unconditional tunable field")
         values = s.search if isinstance(s.search, list) else list(s.search)
         for v in values:
             broken = s.violation(v)

@@ -53,3 +53,38 @@ def test_declaration_errors_are_caught(bad):
 
     with pytest.raises(TypeError):
         check_search_space(Broken, "Broken")
+
+
+@dataclass
+class Conditional:
+    search_on: bool = param(False, search=[False, True])
+    fixed_value: float = param(10.0, gt=0, search=(1.0, 100.0), log=True, search_if=("search_on", False))
+    slack: float = param(0.02, ge=0, search=(0.0, 0.1), search_if=("search_on", True))
+
+
+def test_a_conditional_search_range_names_its_condition():
+    check_search_space(Conditional, "Conditional")
+    rows = {r["name"]: r for r in describe(Conditional)}
+    assert rows["fixed_value"]["search"] == "[1, 100] log if search_on=false"
+    assert rows["slack"]["search"] == "[0, 0.1] if search_on=true"
+
+
+@pytest.mark.parametrize("condition", [
+    ("missing", True),  # no such field
+    ("search_on", "yes"),  # not one of its search values
+    ("fixed_value", 10.0),  # the controlling field is numeric, not categorical
+])
+def test_a_broken_search_condition_is_a_declaration_error(condition):
+    @dataclass
+    class Broken:
+        search_on: bool = param(False, search=[False, True])
+        fixed_value: float = param(10.0, gt=0, search=(1.0, 100.0), log=True)
+        x: float = param(0.5, gt=0, search=(0.1, 1.0), search_if=condition)
+
+    with pytest.raises(TypeError, match="search_if"):
+        check_search_space(Broken, "Broken")
+
+
+def test_a_condition_needs_a_search_range():
+    with pytest.raises(TypeError, match="search_if"):
+        param(1.0, search_if=("search_on", True))

@@ -115,3 +115,30 @@ def test_target_is_zero_for_a_class_and_held_out_accuracy_for_a_random_request(d
 def test_floor_at_or_above_the_ceiling_is_refused_in_one_line():
     with pytest.raises(UnlearnkitError, match="alpha_floor=50 must be below method.alpha_ceiling=50"):
         make_hparams("ssd", {"alpha_search": "true", "alpha_floor": 50, "alpha_ceiling": 50})
+
+
+def test_the_search_reports_its_alpha_and_pinning_that_alpha_repeats_the_run(digits):
+    run, model = digits
+    split = run.split.with_forget("class:7")
+    kw = dict(normalizer=run.normalizer, runtime=run.runtime, recipe=run.config.train, model_factory=run.fresh_model)
+    report: dict = {}
+    searched = unlearn(model, split, "ssd", alpha_search=True, report=report, **kw)
+    hp = SSDHparams()
+    assert hp.alpha_floor <= report["alpha"] <= hp.alpha_ceiling
+    assert 0 <= report["forget_accuracy_target"] <= 1 and 2 <= report["probes"] <= hp.search_steps + 2
+    pinned = unlearn(model, split, "ssd", alpha=report["alpha"], **kw)
+    for (name, a), b in zip(searched.state_dict().items(), pinned.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_forget_writes_the_method_report_to_metrics_json(digits_run, tmp_path):
+    import json
+
+    from unlearnkit.methods import forget_run
+
+    res = forget_run(digits_run, "ssd", "class:3", tmp_path / "ssd", hparams={"method.alpha_search": True})
+    metrics = json.loads((tmp_path / "ssd" / "metrics.json").read_text())
+    assert metrics["method_report"] == res["method_report"] and "alpha" in metrics["method_report"]
+    forget_run(digits_run, "neggrad+", "random:0.1", tmp_path / "ng")
+    gate = json.loads((tmp_path / "ng" / "metrics.json").read_text())["method_report"]
+    assert 1 <= gate["steps_run"] <= gate["steps_planned"] and gate["stopped_early"] == (gate["steps_run"] < gate["steps_planned"])

@@ -52,6 +52,12 @@ def no_space_method(monkeypatch):
     (["--method", "finetune", "--forget", "random:2"], r"fraction of the members in \(0, 1\)"),
     (["--method", "finetune", "--seed-start", "2"], r"tuning seeds must be >= 100; seeds 0-99 are evaluation seeds"),
     (["--method", "finetune", "--budget", "0.05"], r"none of .* sampled settings fits the cost budget of 0.15 REE"),
+    (["--method", "finetune", "--start", "nope=1"], r"method 'finetune' has no hyperparameter 'nope'"),
+    (["--method", "finetune", "--start", "batch_size=64"], r"--start batch_size: 'finetune' does not search 'batch_size'"),
+    (["--method", "finetune", "--start", "epochs=5"], r"--start epochs=5.0 lies outside its search range"),
+    (["--method", "finetune", "--start", "epochs"], r"--start 'epochs': write KEY=VALUE pairs"),
+    (["--method", "finetune", "--start", ","], r"--start is empty"),
+    (["--method", "finetune", "--start", "lr=fast"], r"method\.lr"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path, cache_dir, extra, pattern):
     args = ["tune", "--set", "train.epochs=3", "--trials", "2", "--out", tmp_path / "t", *extra]
@@ -107,6 +113,16 @@ def test_the_objective_is_the_audits_gap_with_the_utility_constraint(search):
             assert r["avg_gap"] >= 0 and r["cost_share"] <= 0.5
         elif r["reason"] == "budget":
             assert r["cost_share"] > 0.5 and r["avg_gap"] is None
+
+
+def test_start_points_run_after_the_paper_defaults_once_per_study(search):
+    root, _, _ = search
+    start = {"epochs": "0.5", "lr": "0.01"}
+    first = tune(_cfg(), "finetune", "class", root / "ft-start", trials=2, starts=[start], **FAST)
+    assert [r["origin"] for r in first.rows[:2]] == ["paper defaults", "--start"]
+    assert first.rows[1]["param:epochs"] == 0.5 and first.rows[1]["param:lr"] == 0.01
+    again = tune(_cfg(), "finetune", "class", root / "ft-start", trials=3, starts=[start], **FAST)
+    assert [r["origin"] for r in again.rows].count("--start") == 1, "a rerun of the same command queues its start again"
 
 
 def test_other_settings_in_the_same_folder_are_refused(search):

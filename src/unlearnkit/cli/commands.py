@@ -103,8 +103,10 @@ def forget_cmd(args: argparse.Namespace) -> int:
                         data=args.data, seed=args.seed, resume=args.resume)
     original = result.pop("original", {})
     hp = result.pop("hparams")
+    decided = result.pop("method_report", None)  # one line, like the hparams: e.g. ssd's searched alpha
+    extra = {"method decided": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in decided.items())} if decided else {}
     print_mapping(f"{args.method} on {args.forget}", {**result, "hparams": ", ".join(f"{k}={v}" for k, v in hp.items()),
-                                                       "original test_acc": original.get("test_acc")})
+                                                       **extra, "original test_acc": original.get("test_acc")})
     console.print(f"run directory: {result['run_dir']}")
     return 0
 

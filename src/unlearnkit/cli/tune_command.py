@@ -31,6 +31,9 @@ def _tune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trial-retain", default="auto", metavar="N",
                    help="each trial's audit computes RA on a seeded random subset of N retain samples (default auto: as many "
                         "as MIA-efficacy's members, |test|; all or -1: full audits); the best setting's final numbers are full audits")
+    p.add_argument("--start", dest="starts", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE...]",
+                   help="a point tried before the sampler's own, after the paper defaults, e.g. --start epochs=0.7,lr=0.02 "
+                        "(a paper default scaled to the budget); repeatable, queued once per study")
     p.add_argument("--export", action="store_true", help="write the best setting as the tuned default for this preset and kind")
     p.add_argument("--out", required=True, help="folder of the search: study.db, best.json, trials.csv, report.*")
 
@@ -43,8 +46,22 @@ def _command_line(args: argparse.Namespace) -> str:
     parts += ["--trial-retain", str(args.trial_retain)]
     for item in args.overrides:
         parts += ["--set", item]
+    for item in args.starts:
+        parts += ["--start", item]
     parts += ["--out", args.out] + (["--export"] if args.export else [])
     return shlex.join(parts)
+
+
+def _parse_start(text: str) -> dict[str, str]:
+    from unlearnkit.errors import UnlearnkitError  # noqa: PLC0415
+
+    point = {}
+    for pair in filter(None, (x.strip() for x in text.split(","))):
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UnlearnkitError(f"--start {text!r}: write KEY=VALUE pairs separated by commas, e.g. lr=0.01,epochs=0.5")
+        point[key.strip()] = value.strip()
+    return point
 
 
 @command("tune", "Search one method's hyperparameters for a scenario kind against retrained references (Optuna).")
@@ -58,7 +75,7 @@ def tune_cmd(args: argparse.Namespace) -> int:
     result = tune(cfg, args.method, args.forget, args.out, trials=args.trials, sets=args.sets, seed_start=args.seed_start,
                   budget=args.budget, margin=args.margin, jobs=args.jobs, executor=args.executor,
                   ray_address=args.ray_address, store=args.store, export=args.export, command=_command_line(args),
-                  trial_retain=args.trial_retain)
+                  trial_retain=args.trial_retain, starts=[_parse_start(item) for item in args.starts])
     c = result.counts
     rows = []
     for label, t in (("chosen", result.best), ("paper defaults", result.default), ("lowest gap (any)", result.lowest)):

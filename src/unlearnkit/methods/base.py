@@ -12,7 +12,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import Any, Callable, ClassVar
 
 from torch import nn
 
@@ -37,6 +37,9 @@ class MethodContext:
     model_factory: Callable[[int], nn.Module]  # seed -> freshly initialised model on the device
     seed: int = 0
     checkpoint: Path | None = None  # where long methods (retrain) keep resumable state
+    # What a method decided while it ran (ssd's searched alpha, the step a stop gate ended at):
+    # `forget` writes it to metrics.json as "method_report", so a run says what it actually did.
+    report: dict[str, Any] = field(default_factory=dict)
     _cache: dict[str, TensorSet] = field(default_factory=dict, repr=False)
 
     def data(self, part: str) -> TensorSet:

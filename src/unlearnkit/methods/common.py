@@ -195,6 +195,11 @@ class StopGate:
         if self.level >= self.target and self.stopped_at is None:
             self.stopped_at = self._steps
 
+    def record(self, report: dict, planned: int) -> None:
+        """Say in the method's report how many of the `planned` steps ran and where it stopped."""
+        report.update(steps_planned=planned, steps_run=self._steps,
+                      stopped_early=self.stopped_at is not None and self._steps < planned)
+
     def __call__(self, stream: Iterable[T]) -> Iterator[T]:
         for item in stream:
             if self.stopped_at is not None:

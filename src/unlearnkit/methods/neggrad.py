@@ -170,6 +170,7 @@ class NegGrad(Method):
         else:
             stream = (b for _, b in zip(range(steps), endless_batches(forget, cfg, ctx, "neggrad/forget")))
         run_epoch(model, trainer, gate(stream), loss_fn, ctx.runtime, total=steps, desc="neggrad")
+        gate.record(ctx.report, steps)
         return model
 
 
@@ -233,4 +234,5 @@ class NegGradPlus(Method):
             return loss, {"correct": (r_logits.argmax(1) == rb.y).sum().item(), "n": len(rb.y), "forget_ce": f_ce.item()}
 
         run_epoch(model, trainer, gate(stream), loss_fn, ctx.runtime, total=steps, desc="neggrad+")
+        gate.record(ctx.report, steps)
         return model

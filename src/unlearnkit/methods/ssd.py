@@ -28,7 +28,7 @@ class SSDHparams:
     # batches underestimates some weights' importance and dampens them wrongly. Both
     # importances use the same batch size, so they are comparable.
     # Search: alpha from the paper's 10 to the 100 small networks need (and below); lambda around 1.
-    alpha: float = param(10.0, gt=0, search=(1.0, 100.0), log=True, doc="selection weighting: dampen where I_forget > alpha * I_train")
+    alpha: float = param(10.0, gt=0, search=(1.0, 100.0), log=True, search_if=("alpha_search", False), doc="selection weighting: dampen where I_forget > alpha * I_train")
     dampening: float = param(1.0, gt=0, search=(0.1, 5.0), log=True, doc="lambda: beta = min(lambda * I_train / I_forget, 1)")
     train_samples: int = param(10000, ge=1, doc="training samples (seeded subset) for I_train; the whole set if fewer")
     batch_size: int = param(0, ge=0, doc="0 = the original recipe's batch size")
@@ -40,7 +40,7 @@ class SSDHparams:
     alpha_search: bool = param(False, search=[False, True], doc="choose alpha per request (alpha is then unused): the largest alpha in [alpha_floor, alpha_ceiling] at which the dampened model's forget accuracy falls to what a model that never saw the forget set scores (0 on a forgotten class, the original's val accuracy otherwise) + accuracy_slack")
     alpha_floor: float = param(1.0, gt=0, doc="lowest alpha the search may pick (it stops there if the target is out of reach)")
     alpha_ceiling: float = param(1000.0, gt=0, doc="highest alpha the search may pick (it stops there if that already forgets enough)")
-    accuracy_slack: float = param(0.02, ge=0, le=1, search=(0.0, 0.1), doc="forget accuracy allowed above the target, as a fraction")
+    accuracy_slack: float = param(0.02, ge=0, le=1, search=(0.0, 0.1), search_if=("alpha_search", True), doc="forget accuracy allowed above the target, as a fraction")
     search_steps: int = param(8, ge=1, doc="bisection steps in log(alpha)")
     probe_samples: int = param(1024, ge=1, doc="forget (and val) samples, seeded subset in whole batches, that measure accuracy during the search")
 
@@ -157,8 +157,11 @@ def search_alpha(model: nn.Module, dampen: Dampener, ctx: MethodContext, hp: SSD
     probe = random_subset(forget, count, stream_seed(ctx.seed, "ssd/probe"))
     target = forget_accuracy_target(ctx, probe, bs, len(probe)) + hp.accuracy_slack
 
+    tried: list[float] = []
+
     def meets(alpha: float) -> bool:
         bar.update()
+        tried.append(alpha)
         dampen(alpha)
         return accuracy(predict_logits(model, probe, ctx.normalizer, ctx.runtime, bs), probe.labels) / 100 <= target
 
@@ -182,4 +185,6 @@ def search_alpha(model: nn.Module, dampen: Dampener, ctx: MethodContext, hp: SSD
         bar.set_postfix_str(f"alpha {chosen:.4g}, forget accuracy target <= {target:.3f}", refresh=False)
     finally:
         bar.close()
+    # What the search decided, for metrics.json: pin `alpha` to it with alpha_search off to repeat it.
+    ctx.report.update(alpha=chosen, forget_accuracy_target=round(target, 4), probes=len(tried))
     return chosen

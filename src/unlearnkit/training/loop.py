@@ -209,7 +209,8 @@ class _LineBar(tqdm):
 
 
 def _count(n: float, unit: str) -> str:
-    return f"{int(n)} {unit}{'' if n == 1 else 's'}"
+    plural = {"batch": "batches"}.get(unit, unit + "s")  # the one unit a bar counts whose plural is not +s
+    return f"{int(n)} {unit if n == 1 else plural}"
 
 
 @dataclass

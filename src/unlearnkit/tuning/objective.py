@@ -20,7 +20,7 @@ from typing import Any
 
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.tuning.references import Reference
-from unlearnkit.tuning.space import suggest
+from unlearnkit.tuning.space import sample
 
 def _has_set_constraint() -> bool:
     import optuna  # noqa: PLC0415
@@ -61,7 +61,7 @@ class Objective:
         from unlearnkit.audit import audit  # noqa: PLC0415
         from unlearnkit.methods import forget_run  # noqa: PLC0415
 
-        values = {name: suggest(trial, name, dist) for name, dist in self.dists.items()}
+        values = sample(trial, self.method, self.dists, self.fixed)
         cost = self.cost(values)
         trial.set_user_attr("cost_ree", cost)
         trial.set_user_attr("trial_retain", "all" if self.retain_limit is None else self.retain_limit)

@@ -32,7 +32,7 @@ from unlearnkit.tuning.objective import (BUDGET, SET_CONSTRAINT, Objective, cons
                                          trial_eval)
 from unlearnkit.tuning.references import Reference, build_references, execute, tuning_plan
 from unlearnkit.tuning.scenarios import parse_kind, tuning_seeds
-from unlearnkit.tuning.space import default_point, distributions, probe_budget
+from unlearnkit.tuning.space import conditions, default_point, distributions, probe_budget, start_point
 
 STUDY = "study.db"
 STUDY_NAME = "tune"
@@ -76,12 +76,15 @@ def tune(
     command: str | None = None,
     heartbeat: int = 30,
     trial_retain: int | str | None = 0,
+    starts: list[dict[str, Any]] | None = None,
 ) -> TuneResult:
     """Search `method`'s hyperparameters for the scenario kind `forget` (random[:FRACTION] or class).
 
     `trial_retain`: each trial's audit computes RA on a seeded random subset of this many retain
     samples (0 / "auto": MIA-efficacy's member count, |test|; None / -1 / "all": full audits); the
-    best setting's final numbers are always full audits. Every input is checked before anything is
+    best setting's final numbers are always full audits. `starts`: points ({field: value} of
+    tunable fields) tried before TPE's own, after the paper defaults -- e.g. a paper default scaled
+    to fit the budget; each is queued once per study. Every input is checked before anything is
     trained or written; see the module docstring.
     """
     import optuna  # noqa: PLC0415
@@ -118,6 +121,7 @@ def tune(
         n["whole_classes"] = len(set(split.part("forget").labels.tolist()) - set(split.part("retain").labels.tolist()))
         sizes.append(n)
     fixed = {k: v for k, v in hparam_defaults(method).items() if k not in dists}
+    start_points = [start_point(method, dists, point) for point in (starts or [])]
     budget_ree = budget * cfg.train.epochs  # retraining costs the recipe's epochs in REE
     probe = probe_budget(method, dists, lambda v: estimate_cost(method, {**fixed, **v}, sizes, cfg.train),
                          budget_ree, seed_start)
@@ -132,6 +136,8 @@ def tune(
         "forget": f"{kind.name}:{arg}" if arg else kind.name, "seeds": seeds, "forget_sets": specs,
         "budget": budget, "budget_ree": budget_ree, "retrain_ree": cfg.train.epochs, "margin": margin,
         "search_space": {k: repr(d) for k, d in dists.items()},
+        # Not in the identity either (studies from before it resume): fields sampled only under a condition.
+        "search_conditions": {k: list(v) for k, v in conditions(method).items()},
         # Not part of the study's identity: a resumed search may change it (each trial records its own).
         "trial_retain": "all" if retain_limit is None else retain_limit,
         "evaluation": trial_eval(retain_limit, [n["retain"] for n in sizes], len(bundle.test.labels)),
@@ -153,6 +159,7 @@ def tune(
         )
     if command:
         study.set_user_attr("command", command)  # the latest invocation: what an exported entry records
+    _enqueue_starts(study, start_points)
 
     # ---- references, then trials (with Ray: one local instance for all three stages)
     ray = _start_ray(ray_address) if executor == "ray" else None
@@ -209,6 +216,15 @@ def _search(cfg, bundle, method, out, db, store, settings, seeds, specs, sizes, 
     return result
 
 
+def _enqueue_starts(study, points: list[dict[str, Any]]) -> None:
+    """Queue each --start point unless the study already holds it (a rerun of the same command)."""
+    seen = [t.user_attrs.get("start") for t in study.get_trials(deepcopy=False) if t.user_attrs.get("origin") == START]
+    for point in points:
+        if point not in seen:
+            study.enqueue_trial(point, user_attrs={"origin": START, "start": point})
+            seen.append(point)
+
+
 def _remove_stale_trial_dirs(study, work: Path) -> None:
     """A trial removes its run directories itself; a killed one leaves them (a running one, maybe
     in another process on the same study, keeps them)."""
@@ -246,6 +262,8 @@ def _open_study(db: Path, seed: int, trials: int, heartbeat: int, worker: int = 
     return optuna.create_study(study_name=STUDY_NAME, storage=storage, direction="minimize", sampler=sampler,
                                pruner=pruner, load_if_exists=True)
 
+
+START = "--start"  # origin of a trial queued by --start
 
 _IDENTITY = ("method", "preset", "recipe_hash", "kind", "forget", "seeds", "budget", "margin", "search_space")
 

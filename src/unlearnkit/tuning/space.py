@@ -45,7 +45,29 @@ def default_point(method: str, dists: dict[str, Any]) -> dict[str, Any]:
     from unlearnkit.methods.base import hparam_defaults  # noqa: PLC0415
 
     defaults = hparam_defaults(method)
-    return {k: defaults[k] for k, d in dists.items() if _contains(d, defaults[k])}
+    inactive = {k for k, (ctrl, want) in conditions(method).items() if defaults[ctrl] != want}
+    return {k: defaults[k] for k, d in dists.items() if k not in inactive and _contains(d, defaults[k])}
+
+
+def start_point(method: str, dists: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """A user's starting point (`--start`): tunable fields only, each valid and inside its search range."""
+    from unlearnkit.methods.base import make_hparams  # noqa: PLC0415
+
+    if not values:
+        raise UnlearnkitError(f"--start is empty; give KEY=VALUE pairs of {method!r}'s tunable fields, e.g. lr=0.01,epochs=0.5")
+    hp = make_hparams(method, values)  # unknown names, wrong types, invalid values: one-line errors
+    point = {}
+    for key in values:
+        name = key.removeprefix("method.")
+        if name not in dists:
+            raise UnlearnkitError(
+                f"--start {name}: {method!r} does not search {name!r} (fixed); tunable: {', '.join(dists)}"
+            )
+        value = getattr(hp, name)
+        if not _contains(dists[name], value):
+            raise UnlearnkitError(f"--start {name}={value!r} lies outside its search range {dists[name]!r}")
+        point[name] = value
+    return point
 
 
 def _contains(dist, value) -> bool:
@@ -79,6 +101,27 @@ def probe_budget(method: str, dists: dict[str, Any], cost_of, budget_ree: float,
             f"(cheapest {cheapest:.3g} REE); raise --budget or narrow its search range"
         )
     return {"known": True, "share_within": within, "cheapest": cheapest}
+
+
+def conditions(method: str) -> dict[str, tuple[str, Any]]:
+    """{field: (controlling field, value)} for the fields searched only under a condition (`search_if`)."""
+    from unlearnkit.methods.base import get_method  # noqa: PLC0415
+
+    return {name: spec.search_if for name, spec in search_space(get_method(method).Hparams).items() if spec.search_if}
+
+
+def sample(trial, method: str, dists: dict[str, Any], fixed: dict[str, Any]) -> dict[str, Any]:
+    """One trial's point: the unconditional fields, then each conditional one whose condition holds.
+
+    A field that has no effect in this trial (ssd's alpha while its alpha search is on) is not
+    sampled, so TPE does not spend its model on it and the trial table shows what the run used.
+    """
+    conds = conditions(method)
+    values = {name: suggest(trial, name, d) for name, d in dists.items() if name not in conds}
+    for name, (ctrl, want) in conds.items():
+        if name in dists and {**fixed, **values}.get(ctrl) == want:
+            values[name] = suggest(trial, name, dists[name])
+    return values
 
 
 def suggest(trial, name: str, dist) -> Any:

@@ -1,0 +1,46 @@
+"""Conditional search spaces: a field that has no effect in a trial is not sampled."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from unlearnkit.methods.base import hparam_defaults
+from unlearnkit.tuning.space import conditions, default_point, distributions, sample
+
+
+def _points(fixed: dict, n: int = 24) -> list[dict]:
+    dists = distributions("ssd")
+    dists = {k: d for k, d in dists.items() if k not in fixed}
+    rest = {k: v for k, v in hparam_defaults("ssd").items() if k not in dists}
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    points = []
+    for _ in range(n):
+        trial = study.ask()
+        points.append(sample(trial, "ssd", dists, {**rest, **fixed}))
+        study.tell(trial, 0.0)
+    return points
+
+
+def test_ssd_declares_alpha_and_slack_under_its_alpha_search():
+    assert conditions("ssd") == {"alpha": ("alpha_search", False), "accuracy_slack": ("alpha_search", True)}
+
+
+def test_only_the_fields_a_trial_uses_are_sampled():
+    points = _points({})
+    assert {p["alpha_search"] for p in points} == {False, True}, "both branches should be drawn in 24 trials"
+    for p in points:
+        assert ("alpha" in p) == (not p["alpha_search"]), p
+        assert ("accuracy_slack" in p) == p["alpha_search"], p
+        assert "dampening" in p
+
+
+@pytest.mark.parametrize("on", [False, True])
+def test_a_fixed_controlling_field_decides_every_trial(on):
+    for p in _points({"alpha_search": on}, n=6):
+        assert ("alpha" in p) == (not on) and ("accuracy_slack" in p) == on
+
+
+def test_the_paper_defaults_trial_holds_only_active_fields():
+    point = default_point("ssd", distributions("ssd"))
+    assert point == {"alpha": 10.0, "dampening": 1.0, "alpha_search": False}
