@@ -58,16 +58,13 @@ def test_methods_run_eval_passes_on_one_view_and_return_a_model_with_tta(tta_run
     assert out.flip_tta and model.flip_tta, f"{method}: the flip TTA flag was not restored"
 
 
-def test_single_view_turns_the_mirror_off_and_back_on(tta_run):
-    from unlearnkit.methods.api import single_view
-
-    model = tta_run.load_model().eval()
-    x = torch.randn(3, model.conv1.in_channels, 8, 8, device=next(model.parameters()).device)
+def test_the_unlearned_model_averages_the_mirror_again(tta_run):
+    """Its eval-mode output is the mean over the image and its mirror, as the original's is."""
+    split = tta_run.split.with_forget("random:0.1")
+    out = unlearn(tta_run.load_model(), split, "ssd", normalizer=tta_run.normalizer, runtime=tta_run.runtime,
+                  recipe=tta_run.config.train, model_factory=tta_run.fresh_model, seed=0).eval()
+    x = torch.randn(3, out.conv1.in_channels, 8, 8, device=next(out.parameters()).device)
     with torch.no_grad():
-        both = model(x)
-        with single_view(model):
-            one = model(x)
-        again = model(x)
-    assert torch.allclose(one, model._features_to_logits(x))
-    assert torch.allclose(both, again)
-    assert not torch.allclose(one, both), "the mirror view should change the output of a non-symmetric input"
+        one, mirror, both = out._features_to_logits(x), out._features_to_logits(x.flip(3)), out(x)
+    assert torch.allclose(both, 0.5 * (one + mirror), atol=1e-5)
+    assert not torch.allclose(both, one), "a non-symmetric input should change with the mirror view"

@@ -44,3 +44,14 @@ def test_a_fixed_controlling_field_decides_every_trial(on):
 def test_the_paper_defaults_trial_holds_only_active_fields():
     point = default_point("ssd", distributions("ssd"))
     assert point == {"alpha": 10.0, "dampening": 1.0, "alpha_search": False}
+
+
+def test_a_start_point_may_not_set_a_field_its_own_condition_switches_off():
+    from unlearnkit.errors import UnlearnkitError
+    from unlearnkit.tuning.space import start_point
+
+    dists = distributions("ssd")
+    assert start_point("ssd", dists, {"alpha_search": "true", "accuracy_slack": "0.05"}) == {
+        "alpha_search": True, "accuracy_slack": 0.05}
+    with pytest.raises(UnlearnkitError, match=r"^--start alpha: 'ssd' searches 'alpha' only with alpha_search=False"):
+        start_point("ssd", dists, {"alpha_search": "true", "alpha": "5"})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import resource
@@ -62,17 +61,18 @@ def unlearn(
         p.requires_grad_(False)
     if model_factory is None:
         model_factory = lambda s: _reinitialised(model, s)  # noqa: E731
-    if not cls.exact:
-        model_factory = _single_view_factory(model_factory)
+    work = copy.deepcopy(model)
+    if not cls.exact:  # retraining is left as it is: it is the reference (only its logged val accuracy would change)
+        _one_view(work)
+        _one_view(original)
+        build = model_factory
+        model_factory = lambda s: _one_view(build(s))  # noqa: E731  (random teachers run one view too)
     ctx = MethodContext(split, normalizer, runtime, original, recipe or TrainConfig(), model_factory, seed, checkpoint,
                         report=report if report is not None else {})
     torch.manual_seed(seed)
-    work = copy.deepcopy(model)
     try:
-        # Retraining is left as it is: it is the reference, and only its logged val accuracy would change.
-        with contextlib.nullcontext() if cls.exact else single_view(work, original):
-            out = cls().run(work, ctx, hp)
-        _copy_views(model, out)
+        out = cls().run(work, ctx, hp)
+        _copy_views(model, out)  # the unlearned model is evaluated exactly as the original was
     except DivergedError as exc:
         raise UnlearnkitError(
             f"method {method!r} diverged ({exc}); the original model is untouched — lower method.lr or change its hyperparameters"
@@ -81,36 +81,19 @@ def unlearn(
     return out
 
 
-@contextlib.contextmanager
-def single_view(*models: nn.Module):
-    """Run eval-mode passes of `models` on the image alone, without the flip test-time augmentation.
+def _one_view(model: nn.Module) -> nn.Module:
+    """Turn off `model`'s flip test-time augmentation (every submodule with a `flip_tta` flag); returns it.
 
     A model built with `flip_tta` averages its eval-mode logits over the image and its mirror:
     a reporting choice (+0.3-1 point of test accuracy) that doubles every eval-mode pass. Inside
     a method, eval-mode passes are statistics of the network -- teacher outputs, Fisher
     importances, saliency, forget-accuracy probes -- which one view estimates as well, and the
-    methods' cost estimates (the tuner's budget) count one pass. The flags come back on exit, so
-    the unlearned model is evaluated exactly as the original was.
+    methods' cost estimates (the tuner's budget) count one pass (docs/methods.md).
     """
-    flagged = [m for model in models for m in model.modules() if getattr(m, "flip_tta", False)]
-    for m in flagged:
-        m.flip_tta = False
-    try:
-        yield
-    finally:
-        for m in flagged:
-            m.flip_tta = True
-
-
-def _single_view_factory(factory):
-    """Fresh models a method builds (random teachers) run one view too."""
-    def build(seed: int) -> nn.Module:
-        fresh = factory(seed)
-        for m in fresh.modules():
-            if getattr(m, "flip_tta", False):
-                m.flip_tta = False
-        return fresh
-    return build
+    for m in model.modules():
+        if getattr(m, "flip_tta", False):
+            m.flip_tta = False
+    return model
 
 
 def _copy_views(reference: nn.Module, out: nn.Module) -> None:

@@ -67,6 +67,10 @@ def start_point(method: str, dists: dict[str, Any], values: dict[str, Any]) -> d
         if not _contains(dists[name], value):
             raise UnlearnkitError(f"--start {name}={value!r} lies outside its search range {dists[name]!r}")
         point[name] = value
+    for name, (ctrl, want) in conditions(method).items():
+        if name in point and getattr(hp, ctrl) != want:  # a value the trial would never sample: say so, not drop it
+            raise UnlearnkitError(f"--start {name}: {method!r} searches {name!r} only with {ctrl}={want}; add {ctrl}={want} "
+                                  f"to the point or leave {name} out")
     return point
 
 
