@@ -17,7 +17,7 @@ from unlearnkit.methods import get_method, unlearn
 from unlearnkit.methods.base import MethodContext
 from unlearnkit.methods.common import probe_loss
 from unlearnkit.methods.gan import attack_features
-from unlearnkit.methods.neggrad import CLASS_GONE, _stop_gate, ascent_ce, forget_logits
+from unlearnkit.methods.neggrad import CLASS_GONE, _stop_gate, ascent_ce, forget_logits, still_predicted
 from unlearnkit.params import search_space
 from unlearnkit.training.pipeline import evaluate_parts, load_run
 
@@ -122,3 +122,22 @@ def test_neggrad_cost_counts_the_retain_batch_of_a_class_request():
     plain = get_method("neggrad")().cost(hp, sizes, recipe)
     whole = get_method("neggrad")().cost(hp, {**sizes, "whole_classes": 1}, recipe)
     assert whole == pytest.approx(2 * plain)
+
+
+def test_a_class_margin_keeps_a_sample_pushing_until_it_is_that_far_below_another_class(digits):
+    # Class logit minus the best other: +1 (predicted), -0.5 (just lost the argmax), -3 (well gone).
+    logits = torch.zeros(3, 10)
+    logits[0, [3, 1]] = torch.tensor([3.0, 2.0])
+    logits[1, [3, 1]] = torch.tensor([1.5, 2.0])
+    logits[2, [3, 1]] = torch.tensor([0.0, 3.0])
+    y = torch.tensor([3, 3, 3])
+    assert still_predicted(logits, y).tolist() == [True, False, False]  # margin 0: the argmax
+    assert still_predicted(logits, y, 1.0).tolist() == [True, True, False]
+    assert still_predicted(logits, y, 3.5).tolist() == [True, True, True]
+    # The ascent counts exactly the samples still pushing; the others add 0 to the batch mean.
+    ce = F.cross_entropy(logits, y, reduction="none")
+    assert torch.allclose(ascent_ce(logits, y, True, 1.0), (ce[0] + ce[1]) / 3)
+    # The guard sees the same samples as removed.
+    ctx = _ctx(digits, "class:3")
+    assert _stop_gate(ctx, 0.0, 64, class_margin=1.0)[1](logits, y, None) == pytest.approx(1 / 3)
+    assert _stop_gate(ctx, 0.0, 64)[1](logits, y, None) == pytest.approx(2 / 3)

@@ -139,3 +139,26 @@ def test_shipped_entries_are_valid_and_honest():
         assert e["recipe_hash"] == defaults.recipe_hash(resolve_config(e["preset"])), e["id"]
         assert e["command"].startswith("unlearnkit tune ") and f"--method {e['method']}" in e["command"]
         assert e["id"] == defaults.entry_id(e["method"], e["preset"], e["kind"], e["recipe_hash"])
+
+
+def test_a_bench_job_refuses_to_run_values_other_than_its_key_holds(entries_dir, digits_run, tmp_path):
+    """An entry exported between planning a bench and running its job must not run under the old key."""
+    import dataclasses  # noqa: PLC0415
+
+    from unlearnkit.bench.plan import build_plan  # noqa: PLC0415
+    from unlearnkit.errors import UnlearnkitError  # noqa: PLC0415
+    from unlearnkit.methods import forget_run  # noqa: PLC0415
+    from unlearnkit.training.pipeline import load_run  # noqa: PLC0415
+
+    cfg = load_run(digits_run).config
+    defaults.write_entry(_entry(cfg))
+    plan = build_plan(cfg, "fp", methods=["finetune"], scenarios=["random:0.1"], seeds=1, store=Path("s"))
+    resolved = plan.jobs["method/random:0.1/finetune/seed0"].spec["resolved"]
+    assert resolved == dataclasses.asdict(make_hparams("finetune", VALUES))
+    defaults.write_entry(_entry(cfg, values={**VALUES, "lr": 0.07}))  # a new export, after planning
+    with pytest.raises(UnlearnkitError, match=r"other values than when this bench was planned \(lr;"):
+        forget_run(digits_run, "finetune", "random:0.1", tmp_path / "job", expect_hparams=resolved)
+    assert not (tmp_path / "job").exists()
+    defaults.write_entry(_entry(cfg))  # back to the planned entry: the job runs
+    forget_run(digits_run, "finetune", "random:0.1", tmp_path / "job", expect_hparams=resolved)
+    assert json.loads((tmp_path / "job" / "run.json").read_text())["hparams"]["lr"] == VALUES["lr"]

@@ -13,7 +13,7 @@ from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods import base as methods_base
 from unlearnkit.methods.base import Method, register_method
 from unlearnkit.tuning import defaults
-from unlearnkit.tuning.search import tune
+from unlearnkit.tuning.search import ESTIMATE_MARGIN, tune
 
 # A short recipe keeps references and trials to seconds; its own recipe hash keeps it apart from
 # the shipped digits entries.
@@ -51,7 +51,7 @@ def no_space_method(monkeypatch):
     (["--method", "finetune", "--forget", "class:3"], r"tune for the kind, not one class"),
     (["--method", "finetune", "--forget", "random:2"], r"fraction of the members in \(0, 1\)"),
     (["--method", "finetune", "--seed-start", "2"], r"tuning seeds must be >= 100; seeds 0-99 are evaluation seeds"),
-    (["--method", "finetune", "--budget", "0.05"], r"none of .* sampled settings fits the cost budget of 0.15 REE"),
+    (["--method", "finetune", "--budget", "0.05"], r"none of .* sampled settings fits the cost budget of 0.135 REE"),
     (["--method", "finetune", "--start", "nope=1"], r"method 'finetune' has no hyperparameter 'nope'"),
     (["--method", "finetune", "--start", "batch_size=64"], r"--start batch_size: 'finetune' does not search 'batch_size'"),
     (["--method", "finetune", "--start", "epochs=5"], r"--start epochs=5.0 lies outside its search range"),
@@ -107,12 +107,15 @@ def test_tiny_search_end_to_end_and_resume(search):
 
 def test_the_objective_is_the_audits_gap_with_the_utility_constraint(search):
     _, _, second = search
+    # The search keeps ESTIMATE_MARGIN of the 50% budget free for the estimates' error.
+    limit = 0.5 * (1 - ESTIMATE_MARGIN)
+    assert second.settings["budget_ree"] == pytest.approx(limit * second.settings["retrain_ree"])
     for r in second.rows:
         if r["state"] == "complete":
             assert r["feasible"] == (r["ra_drop"] <= 2.0 and r["ta_drop"] <= 2.0)
-            assert r["avg_gap"] >= 0 and r["cost_share"] <= 0.5
+            assert r["avg_gap"] >= 0 and r["cost_share"] <= limit
         elif r["reason"] == "budget":
-            assert r["cost_share"] > 0.5 and r["avg_gap"] is None
+            assert r["cost_share"] > limit and r["avg_gap"] is None
 
 
 def test_start_points_run_after_the_paper_defaults_once_per_study(search):
@@ -222,3 +225,42 @@ def test_trials_use_a_retain_subsample_and_the_final_numbers_are_full_audits(sea
         # and a trial's audit of the same run would have used a subsample
         trial = audit(row["run"], reference=summary["reference"], original=False, write=False, plots=False, retain_limit=0)
         assert trial.accuracy["unlearned"]["n"]["retain"] < acc["n"]["retain"]
+
+
+def test_a_resumed_search_may_lower_its_budget_but_not_raise_it(search, tmp_path):
+    """A tighter --budget on a finished search runs nothing new and never picks a trial above it."""
+    import shutil  # noqa: PLC0415
+
+    root, _, second = search
+    study = tmp_path / "ft"
+    shutil.copytree(root / "ft", study)  # the fixture's study stays as it was for the other tests
+    shares = sorted({r["cost_share"] for r in second.rows if r["state"] == "complete"})
+    assert len(shares) >= 2, shares  # the paper defaults and at least one sampled point differ in cost
+    lower = (shares[0] + shares[-1]) / 2 / (1 - ESTIMATE_MARGIN)  # the search's limit: halfway between them
+    fast = {**FAST, "budget": lower}
+    tighter = tune(_cfg(), "finetune", "class", study, trials=4, store=root / "tune-store", **fast)
+    assert tighter.ran == 0
+    limit = lower * (1 - ESTIMATE_MARGIN)
+    fits = [r for r in tighter.rows if r["state"] == "complete" and r["feasible"] and r["cost_share"] <= limit]
+    if fits:
+        assert tighter.best["avg_gap"] == min(r["avg_gap"] for r in fits)
+        assert tighter.best["cost_share"] <= limit
+    else:
+        assert tighter.best is None
+    assert tighter.settings["budget"] == lower
+    with pytest.raises(UnlearnkitError, match=r"may lower its budget but not raise it"):
+        tune(_cfg(), "finetune", "class", study, trials=4, store=root / "tune-store", **{**FAST, "budget": 0.6})
+
+
+def test_the_recorded_command_names_the_store_a_rerun_needs():
+    import argparse  # noqa: PLC0415
+    import shlex  # noqa: PLC0415
+
+    from unlearnkit.cli.tune_command import _command_line  # noqa: PLC0415
+
+    args = argparse.Namespace(preset="cifar10-cpu", data="d.tar.gz", method="ssd", forget="class", trials=8, sets=1,
+                              seed_start=100, budget=0.05, margin=2.0, trial_retain="auto", overrides=[], starts=["alpha=3"],
+                              store="/runs/tune-store", out="/runs/tune/ssd", export=True)
+    words = shlex.split(_command_line(args))
+    assert words[words.index("--store") + 1] == "/runs/tune-store" and words[-1] == "--export"
+    assert "--store" not in shlex.split(_command_line(argparse.Namespace(**{**vars(args), "store": None})))

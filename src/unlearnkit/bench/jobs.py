@@ -97,8 +97,11 @@ def _execute(job: Job, path: Path, dep_paths: dict[str, str], data: str | None) 
 
         (original,) = dep_paths.values()
         mseed = spec["method_seed"]
+        # The values in the job's key: forget_run refuses to run others (a tuned entry exported
+        # between planning and this job would otherwise run under this key).
         forget_run(original, spec["method"], spec["forget"], path, hparams=spec["hparams"], data=data,
-                   seed=None if mseed == 0 else 1000 * spec["seed"] + mseed, resume=resumable(path))
+                   seed=None if mseed == 0 else 1000 * spec["seed"] + mseed, resume=resumable(path),
+                   expect_hparams=spec.get("resolved"))
     elif job.kind == "audit":
         from unlearnkit.audit import audit  # noqa: PLC0415
 

@@ -8,6 +8,7 @@ one run again — finds finished jobs in the store and does only the rest.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any
 
 from unlearnkit.config import RunConfig
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.methods import get_method, hparam_defaults, list_methods
+from unlearnkit.methods import get_method, hparam_defaults, list_methods, make_hparams
 from unlearnkit.tuning.defaults import resolve as resolve_defaults
 
 # Rough cost of each job in units of one original training run: used for the plan's estimate.
@@ -136,7 +137,7 @@ def _unlearn_job(plan: Plan, original: Job, method: str, scenario: str, seed: in
     return plan.add(Job(
         f"{kind}/{scenario}/{method}/{suffix}", kind, key,
         {"method": method, "forget": scenario, "hparams": overrides, "seed": seed, "method_seed": mseed,
-         "scenario": scenario},
+         "scenario": scenario, "resolved": dataclasses.asdict(make_hparams(method, hp))},
         deps=(original.id,), **res,
     ))
 

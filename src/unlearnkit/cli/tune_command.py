@@ -19,7 +19,8 @@ def _tune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sets", type=int, default=3, help="tuning forget sets, one seed each (default: 3)")
     p.add_argument("--seed-start", type=int, default=100, help="first tuning seed (>= 100; evaluation uses 0, 1, 2, ...)")
     p.add_argument("--budget", type=float, default=0.05,
-                   help="largest estimated cost as a share of retraining (default 0.05 = 5%%); dearer settings are never run")
+                   help="largest cost as a share of retraining (default 0.05 = 5%%); settings estimated above 90%% of it "
+                        "(10%% kept for the estimates' error) are never run; a resumed search may lower it")
     p.add_argument("--margin", type=float, default=2.0,
                    help="largest RA and TA drop vs retraining, in points, for a feasible trial (default: 2)")
     p.add_argument("--jobs", type=int, default=1, help="search processes sharing the study (default: 1)")
@@ -48,7 +49,8 @@ def _command_line(args: argparse.Namespace) -> str:
         parts += ["--set", item]
     for item in args.starts:
         parts += ["--start", item]
-    parts += ["--out", args.out] + (["--export"] if args.export else [])
+    # The store holds the references a rerun reuses; without it a rerun trains them again beside --out.
+    parts += (["--store", str(args.store)] if args.store else []) + ["--out", args.out] + (["--export"] if args.export else [])
     return shlex.join(parts)
 
 

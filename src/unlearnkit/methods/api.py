@@ -140,8 +140,13 @@ def forget_run(
     seed: int | None = None,
     resume: bool = False,
     reuse: bool = False,
+    expect_hparams: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Unlearn `forget` from the finished run at `run_path` with `method`; write a new run directory at `out`.
+
+    `expect_hparams` (a bench job): the values the job was planned with; if the tuned defaults
+    resolve to others now (the entries file changed since planning), nothing is written and the
+    job fails with a one-line error, so a store never holds a run under another setting's key.
 
     Everything is validated (method, hyperparameters, run, forget spec, output directory)
     before `out` is created; the parent run directory is only read.
@@ -167,6 +172,12 @@ def forget_run(
     split = parent_run.split.with_forget(forget)
     # Tuned defaults for this recipe and scenario kind (else the paper's), then --set; run.json says which.
     hp, hp_source = tuning_defaults.hparams_for(method, parent_run.config, forget, hparams)
+    if expect_hparams is not None and dataclasses.asdict(hp) != expect_hparams:
+        changed = sorted(k for k, v in dataclasses.asdict(hp).items() if expect_hparams.get(k) != v)
+        raise UnlearnkitError(
+            f"{method} on {forget}: the hyperparameters resolve to other values than when this bench was planned "
+            f"({', '.join(changed)}; the tuned defaults changed since); run the bench again to plan it anew"
+        )
     out = Path(out)
     if out.resolve() == parent_run.dir.path.resolve():
         raise UnlearnkitError(f"--out {out} is the parent run; choose a new directory so the parent stays untouched")

@@ -36,6 +36,9 @@ from unlearnkit.tuning.space import conditions, default_point, distributions, pr
 
 STUDY = "study.db"
 STUDY_NAME = "tune"
+# The share of the budget kept free for the error of the cost estimates (see `tune`).
+ESTIMATE_MARGIN = 0.1
+
 # Over-budget trials cost nothing and do not count towards --trials; a search whose sampler keeps
 # proposing them stops after this many per requested trial (the budget excludes most of the space).
 MAX_BUDGET_SKIPS_PER_TRIAL = 10
@@ -122,7 +125,11 @@ def tune(
         sizes.append(n)
     fixed = {k: v for k, v in hparam_defaults(method).items() if k not in dists}
     start_points = [start_point(method, dists, point) for point in (starts or [])]
-    budget_ree = budget * cfg.train.epochs  # retraining costs the recipe's epochs in REE
+    # Retraining costs the recipe's epochs in REE. The search keeps ESTIMATE_MARGIN below the budget
+    # because it can only judge a setting by its cost estimate, and a run's measured time lands up
+    # to ~10% either side of that (cifar10-cpu, 3 seeds: median measured/estimated 0.93-1.12 per
+    # method); a setting estimated at 4.9% measured 5.1% on average there.
+    budget_ree = budget * cfg.train.epochs * (1 - ESTIMATE_MARGIN)
     probe = probe_budget(method, dists, lambda v: estimate_cost(method, {**fixed, **v}, sizes, cfg.train),
                          budget_ree, seed_start)
     out = Path(out)
@@ -134,7 +141,8 @@ def tune(
     settings = {
         "method": method, "preset": cfg.preset, "recipe_hash": tuned.recipe_hash(cfg), "kind": kind.name,
         "forget": f"{kind.name}:{arg}" if arg else kind.name, "seeds": seeds, "forget_sets": specs,
-        "budget": budget, "budget_ree": budget_ree, "retrain_ree": cfg.train.epochs, "margin": margin,
+        "budget": budget, "budget_ree": budget_ree, "estimate_margin": ESTIMATE_MARGIN, "retrain_ree": cfg.train.epochs,
+        "margin": margin,
         "search_space": {k: repr(d) for k, d in dists.items()},
         # Not in the identity either (studies from before it resume): fields sampled only under a condition.
         "search_conditions": {k: list(v) for k, v in conditions(method).items()},
@@ -157,6 +165,20 @@ def tune(
             f"--out {out} holds a search with other settings ({diff}: {stored.get(diff)!r}, now {settings[diff]!r}); "
             "rerun it with the same settings or choose another --out"
         )
+    elif budget_ree > stored["budget_ree"] * (1 + 1e-9):
+        # Trials pruned under the lower budget never ran and their recorded violations would
+        # mislead the sampler: a larger budget is a new search.
+        raise UnlearnkitError(
+            f"--out {out} holds a search with a budget of {stored['budget_ree']:.3g} REE; a resumed search may lower "
+            f"its budget but not raise it to {budget_ree:.3g} REE (--budget {budget}): choose another --out"
+        )
+    elif budget_ree < stored["budget_ree"] * (1 - 1e-9):
+        # Tightening (a lower --budget, or a search from before ESTIMATE_MARGIN): complete trials
+        # above the new budget stay in the study (the sampler learns from them) but can no longer
+        # be the best (`_feasible_best`), and no new one runs.
+        study.set_user_attr("settings", {
+            **stored, "budget": budget, "budget_ree": budget_ree, "estimate_margin": ESTIMATE_MARGIN,
+            "budget_ree_before": stored.get("budget_ree_before", []) + [stored["budget_ree"]]})
     if command:
         study.set_user_attr("command", command)  # the latest invocation: what an exported entry records
     _enqueue_starts(study, start_points)
@@ -265,7 +287,8 @@ def _open_study(db: Path, seed: int, trials: int, heartbeat: int, worker: int = 
 
 START = "--start"  # origin of a trial queued by --start
 
-_IDENTITY = ("method", "preset", "recipe_hash", "kind", "forget", "seeds", "budget", "margin", "search_space")
+# Not the budget: a resumed search may lower it (see `tune`).
+_IDENTITY = ("method", "preset", "recipe_hash", "kind", "forget", "seeds", "margin", "search_space")
 
 
 def _identity(settings: dict[str, Any]) -> dict[str, Any]:
@@ -297,7 +320,10 @@ def _best_so_far(study) -> str:
 def _feasible_best(study):
     from optuna.trial import TrialState  # noqa: PLC0415
 
-    ok = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.user_attrs.get("feasible")]
+    # The study's budget now: a search resumed with a lower one no longer picks the costlier trials.
+    limit = study.user_attrs.get("settings", {}).get("budget_ree", math.inf)
+    ok = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+          if t.user_attrs.get("feasible") and t.user_attrs.get("cost_ree", 0.0) <= limit * (1 + 1e-9)]
     return min(ok, key=lambda t: t.value) if ok else None
 
 
@@ -482,6 +508,9 @@ def export_entry(result: TuneResult, cfg: RunConfig, command: str, directory: Pa
                       "ta_drop": _mean(r["TA_retrain"] - r["TA"] for r in final), "time_ratio": _mean(r["time_ratio"] for r in final),
                       "paper_defaults_avg_gap": (result.default or {}).get("avg_gap")},
         "budget": s["budget"], "margin": s["margin"], "trials": result.counts,
+        # The share of the budget the search left free for the cost estimates' error (entries
+        # without it were searched against the whole budget).
+        "estimate_margin": s.get("estimate_margin", 0.0), "budget_ree": s["budget_ree"],
         "trial": best["number"], "command": command,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "unlearnkit": env["packages"].get("unlearnkit"), "git_commit": env["git_commit"],
