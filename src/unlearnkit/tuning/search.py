@@ -165,14 +165,14 @@ def tune(
             f"--out {out} holds a search with other settings ({diff}: {stored.get(diff)!r}, now {settings[diff]!r}); "
             "rerun it with the same settings or choose another --out"
         )
-    elif budget_ree > stored["budget_ree"] * (1 + 1e-9):
+    elif budget_ree > stored.get("budget_ree", budget_ree) * (1 + 1e-9):
         # Trials pruned under the lower budget never ran and their recorded violations would
         # mislead the sampler: a larger budget is a new search.
         raise UnlearnkitError(
             f"--out {out} holds a search with a budget of {stored['budget_ree']:.3g} REE; a resumed search may lower "
             f"its budget but not raise it to {budget_ree:.3g} REE (--budget {budget}): choose another --out"
         )
-    elif budget_ree < stored["budget_ree"] * (1 - 1e-9):
+    elif budget_ree < stored.get("budget_ree", budget_ree) * (1 - 1e-9):
         # Tightening (a lower --budget, or a search from before ESTIMATE_MARGIN): complete trials
         # above the new budget stay in the study (the sampler learns from them) but can no longer
         # be the best (`_feasible_best`), and no new one runs.
