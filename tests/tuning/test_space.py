@@ -55,3 +55,23 @@ def test_a_start_point_may_not_set_a_field_its_own_condition_switches_off():
         "alpha_search": True, "accuracy_slack": 0.05}
     with pytest.raises(UnlearnkitError, match=r"^--start alpha: 'ssd' searches 'alpha' only with alpha_search=False"):
         start_point("ssd", dists, {"alpha_search": "true", "alpha": "5"})
+
+
+def test_a_start_point_keeps_the_paper_defaults_of_the_fields_it_leaves_out():
+    # Partial, the point's other fields would be drawn by the sampler: scrub's optimiser, temperature
+    # and weights were TPE's in the first cifar10-cpu start trial, not the paper's.
+    from unlearnkit.methods import hparam_defaults
+    from unlearnkit.tuning.space import filled_start, start_point
+
+    dists = distributions("scrub")
+    given = start_point("scrub", dists, {"retain_fraction": "0.08"})
+    full = filled_start("scrub", dists, given)
+    defaults = hparam_defaults("scrub")
+    assert set(full) == set(dists)
+    assert full["retain_fraction"] == 0.08
+    assert all(full[k] == defaults[k] for k in dists if k != "retain_fraction")
+    # Conditions follow the merged point: switching ssd's alpha search on drops the fixed alpha
+    # and takes accuracy_slack's default.
+    ssd = distributions("ssd")
+    on = filled_start("ssd", ssd, start_point("ssd", ssd, {"alpha_search": "true"}))
+    assert on == {"dampening": 1.0, "alpha_search": True, "accuracy_slack": hparam_defaults("ssd")["accuracy_slack"]}

@@ -124,6 +124,8 @@ def test_start_points_run_after_the_paper_defaults_once_per_study(search):
     first = tune(_cfg(), "finetune", "class", root / "ft-start", trials=2, starts=[start], **FAST)
     assert [r["origin"] for r in first.rows[:2]] == ["paper defaults", "--start"]
     assert first.rows[1]["param:epochs"] == 0.5 and first.rows[1]["param:lr"] == 0.01
+    # The fields the point leaves out run at their paper defaults, not at the sampler's draw.
+    assert first.rows[1]["param:weight_decay"] == first.rows[0]["param:weight_decay"]
     again = tune(_cfg(), "finetune", "class", root / "ft-start", trials=3, starts=[start], **FAST)
     assert [r["origin"] for r in again.rows].count("--start") == 1, "a rerun of the same command queues its start again"
 

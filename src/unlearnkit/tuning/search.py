@@ -32,7 +32,7 @@ from unlearnkit.tuning.objective import (BUDGET, SET_CONSTRAINT, Objective, cons
                                          trial_eval)
 from unlearnkit.tuning.references import Reference, build_references, execute, tuning_plan
 from unlearnkit.tuning.scenarios import parse_kind, tuning_seeds
-from unlearnkit.tuning.space import conditions, default_point, distributions, probe_budget, start_point
+from unlearnkit.tuning.space import conditions, default_point, distributions, filled_start, probe_budget, start_point
 
 STUDY = "study.db"
 STUDY_NAME = "tune"
@@ -124,7 +124,8 @@ def tune(
         n["whole_classes"] = len(set(split.part("forget").labels.tolist()) - set(split.part("retain").labels.tolist()))
         sizes.append(n)
     fixed = {k: v for k, v in hparam_defaults(method).items() if k not in dists}
-    start_points = [start_point(method, dists, point) for point in (starts or [])]
+    start_points = [(given, filled_start(method, dists, given))
+                    for given in (start_point(method, dists, point) for point in (starts or []))]
     # Retraining costs the recipe's epochs in REE. The search keeps ESTIMATE_MARGIN below the budget
     # because it can only judge a setting by its cost estimate, and a run's measured time lands up
     # to ~10% either side of that (cifar10-cpu, 3 seeds: median measured/estimated 0.93-1.12 per
@@ -238,13 +239,14 @@ def _search(cfg, bundle, method, out, db, store, settings, seeds, specs, sizes, 
     return result
 
 
-def _enqueue_starts(study, points: list[dict[str, Any]]) -> None:
-    """Queue each --start point unless the study already holds it (a rerun of the same command)."""
+def _enqueue_starts(study, points: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+    """Queue each --start point (the given values, the rest at their paper defaults: `filled_start`)
+    unless the study already holds it (a rerun of the same command): a study remembers the values given."""
     seen = [t.user_attrs.get("start") for t in study.get_trials(deepcopy=False) if t.user_attrs.get("origin") == START]
-    for point in points:
-        if point not in seen:
-            study.enqueue_trial(point, user_attrs={"origin": START, "start": point})
-            seen.append(point)
+    for given, trial in points:
+        if given not in seen:
+            study.enqueue_trial(trial, user_attrs={"origin": START, "start": given})
+            seen.append(given)
 
 
 def _remove_stale_trial_dirs(study, work: Path) -> None:

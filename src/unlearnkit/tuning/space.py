@@ -74,6 +74,22 @@ def start_point(method: str, dists: dict[str, Any], values: dict[str, Any]) -> d
     return point
 
 
+def filled_start(method: str, dists: dict[str, Any], point: dict[str, Any]) -> dict[str, Any]:
+    """The trial a `--start` point queues: its own values, every other tunable field at its paper default.
+
+    A user who writes `--start retain_fraction=0.08` means "the paper's setting with this change";
+    left partial, Optuna's sampler would draw every other field at random (cifar10-cpu, scrub: the
+    optimiser, temperature and weights of that trial were TPE's, not the paper's). A field whose
+    default lies outside its search range, or whose `search_if` condition the point switches off,
+    is left to the sampler / left out, as in the paper-defaults trial.
+    """
+    from unlearnkit.methods.base import hparam_defaults  # noqa: PLC0415
+
+    merged = {**hparam_defaults(method), **point}
+    inactive = {k for k, (ctrl, want) in conditions(method).items() if merged[ctrl] != want}
+    return {k: merged[k] for k, d in dists.items() if k not in inactive and (k in point or _contains(d, merged[k]))}
+
+
 def _contains(dist, value) -> bool:
     try:
         return bool(dist._contains(dist.to_internal_repr(value)))
