@@ -55,24 +55,33 @@ def _losses(model, run, split, part):
         return F.cross_entropy(model(x), torch.as_tensor(p.labels), reduction="none")
 
 
-def test_a_random_request_moves_forget_losses_to_held_out_level_and_keeps_retain(digits):
+def test_a_random_request_raises_the_losses_of_the_samples_below_their_target_and_keeps_retain(digits):
     run, model = digits
     split = run.split.with_forget("random:0.1")
-    out = unlearn(model, split, "loss_match", normalizer=run.normalizer, runtime=run.runtime, recipe=run.config.train,
-                  model_factory=run.fresh_model, seed=0, lr=0.05, match_weight=10.0)
-    before, after = _losses(model, run, split, "forget"), _losses(out, run, split, "forget")
-    held = _losses(model, run, split, "val")
-    # The original's forget losses sit below held-out losses (members); the method closes most of that gap
-    # in the mean, without overshooting far past it.
-    gap = held.mean() - before.mean()
-    assert gap > 0
-    assert abs(after.mean() - held.mean()) < 0.5 * gap, (before.mean(), after.mean(), held.mean())
-    # Measured: forget CE 0.062 -> 0.126 (held-out 0.134), forget accuracy 100% -> 96.5% (held-out 96.2%),
-    # retain accuracy 99.1% -> 96.6% on this 1150-sample set.
+    forget, held = split.part("forget"), split.part("val")
+    before, held_loss = _losses(model, run, split, "forget"), _losses(model, run, split, "val")
+    targets = rank_targets(before, torch.as_tensor(forget.labels), held_loss, torch.as_tensor(held.labels))
+    need = targets - before
+    far = need > need.median()  # the half of the forget set furthest below its held-out target
+
+    def rise(match_weight):
+        out = unlearn(model, split, "loss_match", normalizer=run.normalizer, runtime=run.runtime,
+                      recipe=run.config.train, model_factory=run.fresh_model, seed=0, forget_passes=5.0, lr=0.01,
+                      match_weight=match_weight)
+        after = _losses(out, run, split, "forget")
+        return out, after, after - before
+
+    # Measured (1 and 2 threads): the far half's loss rises by 0.060-0.069, the near half's falls by
+    # 0.015-0.022; the mean moves from 0.062 toward the held-out 0.134 (0.081-0.088) without passing it.
+    out, after, change = rise(10.0)
+    assert change[far].mean() > 0.03 and change[far].mean() > change[~far].mean() + 0.03, (change[far].mean(), change[~far].mean())
+    assert before.mean() + 0.2 * (held_loss.mean() - before.mean()) < after.mean() < held_loss.mean()
+    # The match term does it: at its smallest searched weight the far half does not rise (-0.005).
+    assert rise(0.1)[2][far].mean() < 0.01
     retain = split.part("retain")
     with torch.no_grad():
         acc = (out(run.normalizer(torch.as_tensor(retain.images), False)).argmax(1) == torch.as_tensor(retain.labels))
-    assert acc.float().mean() >= 0.94
+    assert acc.float().mean() >= 0.97  # measured 98.9% (original 99.1-99.3%)
 
 
 def test_a_class_request_removes_the_class(digits):
