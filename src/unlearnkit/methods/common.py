@@ -136,6 +136,16 @@ def relabel_wrong(ctx: MethodContext, tag: str) -> Callable[[TensorSet, int], Te
     return lambda data, k: data.with_labels(wrong_labels(data.labels, ctx.num_classes, stream_seed(ctx.seed, tag, "labels", k)))
 
 
+def class_lead(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per sample: its class logit minus the best other logit (> 0: still predicted as its class).
+
+    Class requests push this below a margin (neggrad's `still_predicted`, loss_match's hinge).
+    """
+    own = logits.gather(1, labels[:, None]).squeeze(1)
+    others = logits.scatter(1, labels[:, None], float("-inf")).amax(1)
+    return own - others
+
+
 def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0,
                per_sample: bool = False) -> torch.Tensor:
     """KL(teacher || student) of the temperature-softened outputs, times T^2 (Hinton et al. 2015):

@@ -26,7 +26,8 @@ import torch.nn.functional as F
 
 from unlearnkit.methods.base import Method, MethodContext, register_method
 from unlearnkit.methods.common import (
-    FORWARD, distill_kl, eval_batches, forget_and_retain, forgotten_classes, method_recipe, pass_samples, random_subset, teacher_logits,
+    FORWARD, class_lead, distill_kl, eval_batches, forget_and_retain, forgotten_classes, method_recipe, pass_samples,
+    random_subset, teacher_logits,
 )
 from unlearnkit.methods.dualoptim import OptimizerParams, SplitLoss, make_trainer
 from unlearnkit.params import param
@@ -92,9 +93,7 @@ def rank_targets(forget_loss: torch.Tensor, forget_y: torch.Tensor, held_loss: t
 
 def class_hinge(logits: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
     """Per sample: how far the class logit is above (best other logit - margin); 0 once it is below."""
-    own = logits.gather(1, labels[:, None]).squeeze(1)
-    others = logits.scatter(1, labels[:, None], float("-inf")).amax(1)
-    return F.relu(own - others + margin)
+    return F.relu(class_lead(logits, labels) + margin)
 
 
 @register_method

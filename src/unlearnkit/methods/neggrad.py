@@ -12,8 +12,8 @@ from torch import nn
 
 from unlearnkit.methods.base import Method, MethodContext, register_method
 from unlearnkit.methods.common import (
-    FORWARD, StopGate, endless_batches, forget_and_retain, forgotten_classes, method_recipe, pass_samples, pass_steps,
-    probe_loss,
+    FORWARD, StopGate, class_lead, endless_batches, forget_and_retain, forgotten_classes, method_recipe, pass_samples,
+    pass_steps, probe_loss,
 )
 from unlearnkit.methods.dualoptim import OptimizerParams, SplitLoss, make_trainer
 from unlearnkit.params import param
@@ -66,9 +66,7 @@ def still_predicted(logits: torch.Tensor, labels: torch.Tensor, margin: float = 
     has only just lost the argmax in the first can be predicted as its class again in the
     second (cifar10-cpu class:cat: the gate saw the class gone, the audit 35% forget accuracy).
     """
-    own = logits.gather(1, labels[:, None]).squeeze(1)
-    others = logits.scatter(1, labels[:, None], float("-inf")).amax(1)
-    return own > others - margin  # strict: a tie is not a prediction of the class
+    return class_lead(logits, labels) > -margin  # strict: a tie is not a prediction of the class
 
 
 def ascent_ce(logits: torch.Tensor, labels: torch.Tensor, whole_classes: bool, margin: float = 0.0) -> torch.Tensor:
