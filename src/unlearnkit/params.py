@@ -15,6 +15,8 @@ The same declaration serves three readers, so they can never disagree:
 
 `search` is a pair ``(low, high)`` for a numeric range (with `log` for a log-uniform one) or a
 list of values for a categorical choice; a field without `search` is fixed during tuning.
+`search_if=(field, value)` samples it only in trials where another categorical field takes that
+value; `search_kinds=("class",)` only in searches for those scenario kinds.
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ class ParamSpec:
     # (field, value): searched only in trials where that (tunable, categorical) field takes that value,
     # e.g. ssd's fixed alpha only when its alpha search is off. Elsewhere the field keeps its default.
     search_if: tuple[str, Any] | None = None
+    # Scenario kinds (`tuning.scenarios.KINDS`) whose searches sample the field; None: every kind.
+    # A field with no effect on the other kinds (a class margin on a random forget set) keeps its
+    # default there, so the sampler spends no trials on a dimension that changes nothing.
+    search_kinds: tuple[str, ...] | None = None
 
     # ------------------------------------------------------------------ validity
 
@@ -89,6 +95,8 @@ class ParamSpec:
         if self.search_if is not None:
             field_name, value = self.search_if
             text += f" if {field_name}={str(value).lower() if isinstance(value, bool) else value}"
+        if self.search_kinds is not None:
+            text += f" ({', '.join(self.search_kinds)} only)"
         return text
 
 
@@ -98,13 +106,17 @@ def _fmt(x: float) -> str:
 
 def param(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
           lt: float | None = None, choices: Sequence | None = None, search: tuple | list | None = None,
-          log: bool = False, doc: str = "", search_if: tuple[str, Any] | None = None) -> Any:
+          log: bool = False, doc: str = "", search_if: tuple[str, Any] | None = None,
+          search_kinds: Sequence[str] | None = None) -> Any:
     """A dataclass field carrying its valid range and search range (see the module docstring)."""
     spec = ParamSpec(ge, gt, le, lt, tuple(choices) if choices is not None else None,
                      list(search) if isinstance(search, list) else (tuple(search) if search is not None else None),
-                     log, doc, tuple(search_if) if search_if is not None else None)
+                     log, doc, tuple(search_if) if search_if is not None else None,
+                     tuple(search_kinds) if search_kinds is not None else None)
     if spec.search_if is not None and (spec.search is None or len(spec.search_if) != 2):
         raise TypeError(f"search_if needs a search range and a (field, value) pair, got {search_if!r}")
+    if spec.search_kinds is not None and (spec.search is None or not spec.search_kinds or isinstance(search_kinds, str)):
+        raise TypeError(f"search_kinds needs a search range and a non-empty list of scenario kinds, got {search_kinds!r}")
     if isinstance(spec.search, tuple) and len(spec.search) != 2:
         raise TypeError(f"search must be (low, high) or a list of values, got {search!r}")
     return field(default=default, metadata={_META_KEY: spec})
@@ -136,22 +148,30 @@ def check_fields(obj: Any, prefix: str = "") -> None:
             raise UnlearnkitError(f"{key}={value!r} is out of range: it must be {broken}")
 
 
-def search_space(cls_or_obj: Any) -> dict[str, ParamSpec]:
-    """The tunable fields (those declared with `search`), in declaration order."""
-    return {name: s for name, s in specs(cls_or_obj).items() if s.tunable}
+def search_space(cls_or_obj: Any, kind: str | None = None) -> dict[str, ParamSpec]:
+    """The tunable fields (those declared with `search`), in declaration order; with `kind`, only
+    those a search for that scenario kind samples (`search_kinds`)."""
+    return {name: s for name, s in specs(cls_or_obj).items()
+            if s.tunable and (kind is None or s.search_kinds is None or kind in s.search_kinds)}
 
 
 def check_search_space(cls_or_obj: Any, owner: str) -> None:
     """Every search range must lie inside its valid range (and log ranges above zero): a
     declaration error caught by the registry tests, not at tuning time."""
+    from unlearnkit.tuning.scenarios import KINDS  # noqa: PLC0415  (no Optuna: only the kinds' names)
+
     space = search_space(cls_or_obj)
     for name, s in space.items():
         if s.search_if is not None:
             field_name, value = s.search_if
             ctrl = space.get(field_name)
-            if ctrl is None or not isinstance(ctrl.search, list) or value not in ctrl.search or ctrl.search_if is not None:
+            if (ctrl is None or not isinstance(ctrl.search, list) or value not in ctrl.search or ctrl.search_if is not None
+                    or not set(s.search_kinds or KINDS) <= set(ctrl.search_kinds or KINDS)):
                 raise TypeError(f"{owner}.{name}: search_if names {field_name}={value!r}, which must be a value in the "
-                                "categorical search list of another, unconditional tunable field")
+                                "categorical search list of another, unconditional tunable field searched for the same kinds")
+        unknown = sorted(set(s.search_kinds or ()) - set(KINDS))
+        if unknown:
+            raise TypeError(f"{owner}.{name}: search_kinds names unknown scenario kinds {unknown}; known: {', '.join(KINDS)}")
         values = s.search if isinstance(s.search, list) else list(s.search)
         for v in values:
             broken = s.violation(v)

@@ -88,3 +88,41 @@ def test_a_broken_search_condition_is_a_declaration_error(condition):
 def test_a_condition_needs_a_search_range():
     with pytest.raises(TypeError, match="search_if"):
         param(1.0, search_if=("search_on", True))
+
+
+@dataclass
+class KindBound:
+    lr: float = param(0.1, gt=0, search=(0.01, 1.0), log=True)
+    margin: float = param(1.0, ge=0, search=(0.0, 6.0), search_kinds=("class",))
+
+
+def test_a_kind_bound_field_is_searched_only_for_its_kinds():
+    check_search_space(KindBound, "KindBound")
+    assert list(search_space(KindBound)) == ["lr", "margin"]
+    assert list(search_space(KindBound, "class")) == ["lr", "margin"]
+    assert list(search_space(KindBound, "random")) == ["lr"]
+    assert {r["name"]: r["search"] for r in describe(KindBound)}["margin"] == "[0, 6] (class only)"
+
+
+def test_search_kinds_must_name_known_kinds_and_need_a_range():
+    @dataclass
+    class Unknown:
+        margin: float = param(1.0, ge=0, search=(0.0, 6.0), search_kinds=("poison",))
+
+    with pytest.raises(TypeError, match=r"unknown scenario kinds \['poison'\]"):
+        check_search_space(Unknown, "Unknown")
+    with pytest.raises(TypeError, match="search_kinds"):
+        param(1.0, search_kinds=("class",))  # nothing to search
+    with pytest.raises(TypeError, match="search_kinds"):
+        param(1.0, search=(0.0, 2.0), search_kinds="class")  # a string is not a list of kinds
+
+
+def test_a_condition_on_a_field_searched_for_fewer_kinds_is_a_declaration_error():
+    # Under `random` the controlling field would not exist, so the condition could never be decided.
+    @dataclass
+    class Broken:
+        mode: str = param("a", search=["a", "b"], search_kinds=("class",))
+        x: float = param(0.5, gt=0, search=(0.1, 1.0), search_if=("mode", "b"))
+
+    with pytest.raises(TypeError, match="search_if"):
+        check_search_space(Broken, "Broken")

@@ -67,11 +67,52 @@ def test_a_start_point_keeps_the_paper_defaults_of_the_fields_it_leaves_out():
     given = start_point("scrub", dists, {"retain_fraction": "0.08"})
     full = filled_start("scrub", dists, given)
     defaults = hparam_defaults("scrub")
-    assert set(full) == set(dists)
+    # forget_lr is searched only with optimizer=dualoptim; the paper's optimiser is sgd.
+    assert set(full) == set(dists) - {"forget_lr"}
     assert full["retain_fraction"] == 0.08
-    assert all(full[k] == defaults[k] for k in dists if k != "retain_fraction")
+    assert all(full[k] == defaults[k] for k in full if k != "retain_fraction")
     # Conditions follow the merged point: switching ssd's alpha search on drops the fixed alpha
     # and takes accuracy_slack's default.
     ssd = distributions("ssd")
     on = filled_start("ssd", ssd, start_point("ssd", ssd, {"alpha_search": "true"}))
     assert on == {"dampening": 1.0, "alpha_search": True, "accuracy_slack": hparam_defaults("ssd")["accuracy_slack"]}
+
+
+def test_a_start_point_that_switches_dualoptim_on_takes_the_forget_lr_default():
+    from unlearnkit.tuning.space import filled_start, start_point
+
+    dists = distributions("scrub")
+    full = filled_start("scrub", dists, start_point("scrub", dists, {"optimizer": "dualoptim"}))
+    assert full["optimizer"] == "dualoptim" and full["forget_lr"] == hparam_defaults("scrub")["forget_lr"]
+
+
+@pytest.mark.parametrize("method", ["loss_match", "neggrad"])
+def test_a_class_margin_is_searched_for_class_requests_only(method):
+    # On a random forget set no sample's class is gone, so the margin changes nothing: a random
+    # search that sampled it would spend TPE's trials on a dead dimension.
+    assert "class_margin" in distributions(method, "class")
+    assert "class_margin" not in distributions(method, "random")
+    assert "class_margin" in distributions(method)  # no kind: the whole declared space
+
+
+def test_a_start_point_names_the_kind_a_field_is_searched_for():
+    from unlearnkit.errors import UnlearnkitError
+    from unlearnkit.tuning.space import start_point
+
+    with pytest.raises(UnlearnkitError, match=r"'loss_match' searches 'class_margin' only for class requests"):
+        start_point("loss_match", distributions("loss_match", "random"), {"class_margin": "2"})
+    assert start_point("loss_match", distributions("loss_match", "class"), {"class_margin": "2"}) == {"class_margin": 2.0}
+
+
+def test_forget_lr_is_sampled_only_in_dualoptim_trials():
+    dists = distributions("salun", "random")
+    rest = {k: v for k, v in hparam_defaults("salun").items() if k not in dists}
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(16):
+        trial = study.ask()
+        point = sample(trial, "salun", dists, rest)
+        assert ("forget_lr" in point) == (point["optimizer"] == "dualoptim")
+        seen.add(point["optimizer"])
+        study.tell(trial, 0.0)
+    assert seen == {"sgd", "dualoptim"}

@@ -39,7 +39,8 @@ class OptimizerParams:
     optimizer: str = param("sgd", choices=OPTIMIZERS, search=list(OPTIMIZERS),
                            doc="sgd: one SGD on forget+retain (the papers); dualoptim: Adam on forget, SGD on retain")
     # DualOptim fixes the retain SGD and searches the forget lr; Adam steps are ~lr per weight.
-    forget_lr: float = param(1e-4, gt=0, search=(1e-5, 3e-3), log=True, doc="dualoptim only: the forget Adam's lr")
+    forget_lr: float = param(1e-4, gt=0, search=(1e-5, 3e-3), log=True, search_if=("optimizer", "dualoptim"),
+                             doc="dualoptim only: the forget Adam's lr")
 
 
 @dataclass

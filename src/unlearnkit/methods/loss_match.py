@@ -50,7 +50,7 @@ class LossMatchHparams(OptimizerParams):
     lr: float = param(0.01, gt=0, search=(1e-3, 0.05), log=True)
     match_weight: float = param(1.0, gt=0, search=(0.1, 10.0), log=True,
                                 doc="weight of the forget samples' match loss against the retain CE")
-    class_margin: float = param(1.0, ge=0, search=(0.0, 6.0),
+    class_margin: float = param(1.0, ge=0, search=(0.0, 6.0), search_kinds=("class",),
                                 doc="class requests: push a sample until its class logit is this far below the best other")
     retain_loss: str = param("kd", choices=("kd", "ce"), search=["kd", "ce"],
                              doc="what holds the retain batch: kd = KL to the original's outputs, ce = its labels")

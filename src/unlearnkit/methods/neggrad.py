@@ -142,7 +142,7 @@ class NegGradHparams(OptimizerParams):
     stop_loss: float = param(0.0, ge=-1, doc=STOP_LOSS_DOC)
     # Class requests only. 0 = the paper's plain ascent up to the argmax. Searched because the
     # ascent runs in train mode and the audit in eval mode (see `still_predicted`).
-    class_margin: float = param(0.0, ge=0, search=(0.0, 6.0),
+    class_margin: float = param(0.0, ge=0, search=(0.0, 6.0), search_kinds=("class",),
                                 doc="class requests: push a sample until its class logit is this far below the best other")
 
 

@@ -111,7 +111,7 @@ def tune(
     get_method(method)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     kind, arg = parse_kind(forget)
-    dists = distributions(method)
+    dists = distributions(method, kind.name)
     seeds = tuning_seeds(seed_start, sets)
     cfg = with_absolute_paths(cfg)
     bundle = load_data(cfg)

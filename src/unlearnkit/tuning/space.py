@@ -10,8 +10,12 @@ from unlearnkit.errors import UnlearnkitError
 from unlearnkit.params import ParamSpec, search_space
 
 
-def distributions(method: str) -> dict[str, Any]:
-    """{field: optuna distribution} in declaration order; a method without one is a user error."""
+def distributions(method: str, kind: str | None = None) -> dict[str, Any]:
+    """{field: optuna distribution} in declaration order; a method without one is a user error.
+
+    With `kind` (a scenario kind), only the fields a search for that kind samples (`search_kinds`):
+    the others keep their defaults in every trial.
+    """
     import optuna  # noqa: PLC0415
 
     from unlearnkit.methods.base import get_method  # noqa: PLC0415
@@ -21,7 +25,7 @@ def distributions(method: str) -> dict[str, Any]:
         raise UnlearnkitError(
             f"method {method!r} is exact retraining, the reference every trial is scored against; tune an approximate method"
         )
-    space = search_space(cls.Hparams)
+    space = search_space(cls.Hparams, kind)
     if not space:
         raise UnlearnkitError(
             f"method {method!r} declares no search space (no hyperparameter has param(..., search=...)); "
@@ -51,7 +55,7 @@ def default_point(method: str, dists: dict[str, Any]) -> dict[str, Any]:
 
 def start_point(method: str, dists: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     """A user's starting point (`--start`): tunable fields only, each valid and inside its search range."""
-    from unlearnkit.methods.base import make_hparams  # noqa: PLC0415
+    from unlearnkit.methods.base import get_method, make_hparams  # noqa: PLC0415
 
     if not values:
         raise UnlearnkitError(f"--start is empty; give KEY=VALUE pairs of {method!r}'s tunable fields, e.g. lr=0.01,epochs=0.5")
@@ -60,9 +64,10 @@ def start_point(method: str, dists: dict[str, Any], values: dict[str, Any]) -> d
     for key in values:
         name = key.removeprefix("method.")
         if name not in dists:
-            raise UnlearnkitError(
-                f"--start {name}: {method!r} does not search {name!r} (fixed); tunable: {', '.join(dists)}"
-            )
+            kinds = search_space(get_method(method).Hparams).get(name, ParamSpec()).search_kinds
+            why = (f"searches {name!r} only for {' and '.join(kinds)} requests" if kinds
+                   else f"does not search {name!r} (fixed)")
+            raise UnlearnkitError(f"--start {name}: {method!r} {why}; tunable here: {', '.join(dists)}")
         value = getattr(hp, name)
         if not _contains(dists[name], value):
             raise UnlearnkitError(f"--start {name}={value!r} lies outside its search range {dists[name]!r}")
