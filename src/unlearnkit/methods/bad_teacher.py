@@ -71,7 +71,9 @@ class BadTeacher(Method):
         for p in bad.parameters():
             p.requires_grad_(False)
         good = ctx.original
-        gone = forgotten_classes(ctx) if hp.class_removed else []
+        # On the device once: indexing with a Python list would copy it to the device every step.
+        gone = torch.tensor(forgotten_classes(ctx) if hp.class_removed else [], dtype=torch.long,
+                            device=forget.labels.device)
         cfg = method_recipe(ctx, lr=hp.lr, batch_size=hp.batch_size, weight_decay=hp.weight_decay)
         per_epoch = steps_per_epoch(len(mixed), cfg.batch_size)
         trainer = Trainer.from_config(model, cfg, total_steps=hp.epochs * per_epoch)
@@ -83,8 +85,8 @@ class BadTeacher(Method):
             # step, and on a GPU (cudnn.benchmark) each new shape is autotuned again — slower than
             # the extra teacher pass this costs. No host sync either (no .any(), no .item()).
             target = torch.where(is_forget, teacher_logits(bad, batch.x), teacher_logits(good, batch.x))
-            if gone:
-                target[:, gone] = REMOVED_LOGIT
+            if len(gone):  # a shape, known on the host: no sync
+                target = target.index_fill(1, gone, REMOVED_LOGIT)
             logits = model(batch.x)
             return distill_kl(logits, target, hp.temperature), {"forget_share": is_forget.float().mean()}
 
