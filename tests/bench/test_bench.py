@@ -126,7 +126,29 @@ def test_dry_run_plans_without_running(tmp_path, cache_dir, capsys):
     assert not out.exists()
 
 
+def test_seed_start_plans_only_its_seeds(tmp_path, cache_dir, capsys):
+    # One bench per seed (a core or machine each) on one store; --seeds N from 0 then gathers them.
+    out = tmp_path / "dry"
+    assert main(["bench", "--preset", "digits", "--methods", "finetune", "--seed-start", "2", "--seeds", "2",
+                 "--dry-run", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "original/seed2" in printed and "audit/random:0.1/finetune/seed3" in printed
+    assert "seed0" not in printed and "seed1" not in printed and "seed4" not in printed
+
+
+def test_a_bench_of_one_later_seed_runs_and_says_which(tmp_path, cache_dir):
+    out = tmp_path / "s1"
+    assert main(["bench", "--preset", "digits", "--methods", "finetune", "--seed-start", "1", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert sorted(results) == sorted(["original/seed1", "retrain/random:0.1/retrain/seed1", "method/random:0.1/finetune/seed1",
+                                      "audit/random:0.1/finetune/seed1", "audit/random:0.1/retrain/seed1"])
+    assert (out / "leaderboard.md").read_text().startswith("# unlearnkit leaderboard: digits, 1 methods, 1 seed(s): 1")
+
+
 @pytest.mark.parametrize("argv, message", [
+    (["--seed-start", "-1"], "--seed-start -1 must be >= 0"),
+    (["--seeds", "0"], "--seeds must be >= 1, got 0"),
+    (["--seed-start", "1", "--score-models", "3"], "runs its models on seed 0; run it with --seed-start 0"),
     (["--methods", "finetune,forgetall"], "unknown method 'forgetall'"),
     (["--forget", "class:elephant"], "unknown class 'elephant'"),
     (["--set", "finetune.lrr=1"], "no hyperparameter 'lrr'"),

@@ -57,6 +57,7 @@ def run_bench(
     methods: str = "all",
     forget: str = "random:0.1",
     seeds: int = 1,
+    seed_start: int = 0,
     executor: str = "local",
     ray_address: str | None = None,
     score_models: int = 0,
@@ -70,6 +71,14 @@ def run_bench(
     if score_models in (1, 2):
         # With 2 samples per side every algorithm scores F = 0 (see audit/epsilon.py).
         raise UnlearnkitError(f"--score-models {score_models} is too few: the epsilon score needs at least 3 models per side (or 0 to skip it)")
+    if seed_start < 0:
+        raise UnlearnkitError(f"--seed-start {seed_start} must be >= 0 (the first seed of the bench)")
+    if score_models and seed_start:
+        # The score's extra method/retrain models are trained on the first evaluation seed, 0.
+        raise UnlearnkitError(f"--score-models runs its models on seed 0; run it with --seed-start 0 (not {seed_start})")
+    if seeds < 1:
+        raise UnlearnkitError(f"--seeds must be >= 1, got {seeds}")
+    seed_list = list(range(seed_start, seed_start + seeds))
     names = parse_methods(methods)
     cfg = with_absolute_paths(cfg)  # jobs (and Ray workers) may run in another working directory
     scenarios = [s.strip() for s in forget.split(",") if s.strip()]
@@ -82,7 +91,7 @@ def run_bench(
     store = out / "store"
     gpus = 1.0 if cuda_available() else 0.0
     cpus = 1 if gpus else max(1, available_cpus())
-    plan = build_plan(cfg, bundle.fingerprint, methods=names, scenarios=scenarios, seeds=seeds, store=store,
+    plan = build_plan(cfg, bundle.fingerprint, methods=names, scenarios=scenarios, seeds=seed_list, store=store,
                       hparams=hparams, score_models=score_models, num_cpus=cpus, num_gpus=gpus)
     rows, todo = describe_plan(plan, estimate_original_seconds(cfg, len(probe.train_idx), store), store)
     if print_table:
@@ -106,10 +115,11 @@ def run_bench(
     failed = [r for r in results.values() if r["status"] == "failed"]
     skipped = [r for r in results.values() if r["status"] == "skipped"]
     table, floors, hists = aggregate(plan, cfg, score_models)
-    header = f"# unlearnkit leaderboard: {cfg.preset}, {len(names)} methods, {seeds} seed(s)"
+    shown = f"{seeds} seed(s)" if not seed_start else f"{seeds} seed(s): {', '.join(map(str, seed_list))}"
+    header = f"# unlearnkit leaderboard: {cfg.preset}, {len(names)} methods, {shown}"
     from unlearnkit.tuning.defaults import provenance_note  # noqa: PLC0415
 
-    notes = [provenance_note(names, cfg, scenarios, list(range(seeds)))]  # evaluation seeds vs the defaults' tuning seeds
+    notes = [provenance_note(names, cfg, scenarios, seed_list)]  # evaluation seeds vs the defaults' tuning seeds
     paths = write_leaderboard(out, table, header, floors, hists, notes)
     return {"results": results, "failed": failed, "skipped": skipped, "leaderboard": paths, "table": table}
 

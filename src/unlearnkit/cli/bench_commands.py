@@ -14,6 +14,9 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", default="all", help="all, or a comma-separated list (retrain always runs: the reference)")
     p.add_argument("--forget", default="random:0.1", help="comma-separated scenarios, e.g. random:0.1,class:cat")
     p.add_argument("--seeds", type=int, default=1, help="independent seeds (split, init, order) per scenario")
+    p.add_argument("--seed-start", type=int, default=0, metavar="S",
+                   help="first seed: the bench runs seeds S..S+SEEDS-1 (default 0); benches of other seeds on the "
+                        "same --out share its store, e.g. one machine or core per seed, then --seeds N from 0 gathers them")
     p.add_argument("--score-models", type=int, default=0, metavar="N",
                    help="also run N method/retrain seeds on seed 0 for the competition's epsilon score (N >= 3; the noise floor needs N >= 6)")
     p.add_argument("--executor", default="local", choices=["local", "ray"], help="where jobs run (default: local)")
@@ -51,7 +54,7 @@ def bench_cmd(args: argparse.Namespace) -> int:
 
         make_hparams(method, values)  # bad names/types fail before any job runs
     result = run_bench(cfg, Path(args.out), methods=args.methods, forget=args.forget, seeds=args.seeds,
-                       executor=args.executor, ray_address=args.ray_address, score_models=args.score_models,
+                       seed_start=args.seed_start, executor=args.executor, ray_address=args.ray_address, score_models=args.score_models,
                        hparams=hparams, dry_run=args.dry_run, print_table=print_table)
     if args.dry_run:
         for job in result["jobs"]:
