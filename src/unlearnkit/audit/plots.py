@@ -189,10 +189,16 @@ def compare_bars(rows: list[Mapping[str, Any]]) -> bytes:
     axes[0].set_title("accuracy-based metrics per run", fontsize=10)
     if has_tradeoff:
         ax = axes[1]
+        ratios = []
         for i, r in enumerate(rows):
             if r.get("avg gap") is not None and r.get("time ratio"):
+                ratios.append(r["time ratio"])
                 ax.scatter(r["time ratio"], r["avg gap"], color=f"C{i % 10}", s=40)
                 ax.annotate(r["run"], (r["time ratio"], r["avg gap"]), fontsize=8, xytext=(4, 4), textcoords="offset points")
+        if ratios:
+            # Explicit limits before the log scale: autoscaled ones can collapse to one value (a CI run
+            # warned "identical low and high xlims" here), and a log axis needs a span.
+            ax.set_xlim(min(ratios) / 2, max(ratios) * 2)
         ax.set_xscale("log")
         ax.set_xlabel("time ratio to the reference (log)")
         ax.set_ylabel("average gap to retraining (points)")
