@@ -117,23 +117,18 @@ def test_failed_job_is_isolated(tmp_path, cache_dir):
     assert results["audit/random:0.1/finetune/seed0"]["status"] == "done"
 
 
-def test_dry_run_plans_without_running(tmp_path, cache_dir, capsys):
-    out = tmp_path / "dry"
-    assert main(["bench", "--preset", "digits", "--methods", "finetune", "--seeds", "2", "--forget", "random:0.1,class:3",
-                 "--dry-run", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
-    assert "original/seed1" in printed and "audit/class:3/finetune/seed1" in printed
-    assert not out.exists()
-
-
-def test_seed_start_plans_only_its_seeds(tmp_path, cache_dir, capsys):
+@pytest.mark.parametrize("argv, planned, not_planned", [
+    (["--seeds", "2", "--forget", "random:0.1,class:3"], ["original/seed1", "audit/class:3/finetune/seed1"], ["seed2"]),
     # One bench per seed (a core or machine each) on one store; --seeds N from 0 then gathers them.
+    (["--seed-start", "2", "--seeds", "2"], ["original/seed2", "audit/random:0.1/finetune/seed3"], ["seed0", "seed1", "seed4"]),
+])
+def test_dry_run_plans_without_running(tmp_path, cache_dir, capsys, argv, planned, not_planned):
     out = tmp_path / "dry"
-    assert main(["bench", "--preset", "digits", "--methods", "finetune", "--seed-start", "2", "--seeds", "2",
-                 "--dry-run", "--out", str(out)]) == 0
+    assert main(["bench", "--preset", "digits", "--methods", "finetune", *argv, "--dry-run", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "original/seed2" in printed and "audit/random:0.1/finetune/seed3" in printed
-    assert "seed0" not in printed and "seed1" not in printed and "seed4" not in printed
+    assert all(job in printed for job in planned)
+    assert not any(seed in printed for seed in not_planned)
+    assert not out.exists()
 
 
 def test_a_bench_of_one_later_seed_runs_and_says_which(tmp_path, cache_dir):

@@ -237,8 +237,8 @@ class Gan(Method):
             if hp.kd_weight:
                 kd = hp.kd_weight * distill_kl(logits, teacher_logits(teacher, rb.x))
                 retain, total = retain + kd, total + kd
-            return SplitLoss(forget=hp.adv_weight * adv, retain=retain, total=total), {"correct": (logits.argmax(1) == rb.y).sum().item(), "n": len(rb.y), "w_dist": w,
-                          "forget_conf": fake[:, -2].mean().item()}
+            return SplitLoss(forget=hp.adv_weight * adv, retain=retain, total=total), {"correct": (logits.argmax(1) == rb.y).sum(), "n": len(rb.y), "w_dist": w,
+                          "forget_conf": fake[:, -2].detach().mean()}
 
         run_epoch(model, trainer, stream, loss_fn, ctx.runtime, total=steps, desc="gan")
         return model

@@ -65,7 +65,7 @@ class L1Sparse(Method):
             loss = F.cross_entropy(logits, batch.y)
             if alpha_t > 0:
                 loss = loss + alpha_t * torch.stack([p.abs().sum() for p in params]).sum()
-            return loss, {"correct": (logits.argmax(1) == batch.y).sum().item(), "n": len(batch.y)}
+            return loss, {"correct": (logits.argmax(1) == batch.y).sum(), "n": len(batch.y)}
 
         run_epoch(model, trainer, itertools.islice(endless_batches(retain, cfg, ctx, "l1_sparse"), total), loss_fn, ctx.runtime, total=total, desc="l1_sparse")
         return model

@@ -151,15 +151,14 @@ class LossMatch(Method):
             of_class = whole[fb.index]
             match = torch.where(of_class, class_hinge(f_logits, fb.y, hp.class_margin),
                                 F.huber_loss(ce, targets[fb.index], reduction="none", delta=HUBER_DELTA))
-            if hp.retain_loss == "kd":
-                with ctx.runtime.autocast():
-                    teacher = teacher_logits(ctx.original, rb.x)
-                retain = distill_kl(r_logits, teacher)
+            if hp.retain_loss == "kd":  # run_epoch already calls this inside the runtime's autocast
+                retain = distill_kl(r_logits, teacher_logits(ctx.original, rb.x))
             else:
                 retain = F.cross_entropy(r_logits, rb.y)
             loss = SplitLoss(forget=hp.match_weight * match.mean(), retain=retain)
-            return loss, {"correct": (r_logits.argmax(1) == rb.y).sum().item(), "n": len(rb.y),
-                          "forget_ce": ce.mean().item()}
+            # Device tensors, read back by run_epoch about once a second: .item() here would wait
+            # for the device every step.
+            return loss, {"correct": (r_logits.argmax(1) == rb.y).sum(), "n": len(rb.y), "forget_ce": ce.detach().mean()}
 
         run_epoch(model, trainer, stream, loss_fn, ctx.runtime, total=steps, desc="loss_match")
         return model

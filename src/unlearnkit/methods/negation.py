@@ -80,7 +80,7 @@ class NoT(Method):
 
         def loss_fn(model, batch):
             logits = model(batch.x)
-            return F.cross_entropy(logits, batch.y), {"correct": (logits.argmax(1) == batch.y).sum().item(), "n": len(batch.y)}
+            return F.cross_entropy(logits, batch.y), {"correct": (logits.argmax(1) == batch.y).sum(), "n": len(batch.y)}
 
         stream = itertools.islice(endless_batches(retain, cfg, ctx, "not"), total)
         run_epoch(model, trainer, stream, loss_fn, ctx.runtime, total=total, desc="not")

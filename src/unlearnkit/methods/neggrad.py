@@ -182,7 +182,7 @@ class NegGrad(Method):
             logits = forget_logits(model, batch.x, None if context is None else context.x)
             ce = ascent_ce(logits, batch.y, whole, hp.class_margin)
             gate.observe(measure(logits, batch.y, ce))
-            return SplitLoss(forget=-ce), {"forget_ce": ce.item()}
+            return SplitLoss(forget=-ce), {"forget_ce": ce.detach()}
 
         if whole:
             stream, _ = forget_and_retain(ctx, cfg, hp.forget_passes, "neggrad", augment_forget=False)
@@ -250,7 +250,7 @@ class NegGradPlus(Method):
             gate.observe(measure(f_logits, fb.y, f_ce))
             retain = hp.alpha * F.cross_entropy(r_logits, rb.y)
             loss = SplitLoss(forget=-(1 - hp.alpha) * f_ce, retain=retain, total=retain - (1 - hp.alpha) * f_ce)
-            return loss, {"correct": (r_logits.argmax(1) == rb.y).sum().item(), "n": len(rb.y), "forget_ce": f_ce.item()}
+            return loss, {"correct": (r_logits.argmax(1) == rb.y).sum(), "n": len(rb.y), "forget_ce": f_ce.detach()}
 
         run_epoch(model, trainer, gate(stream), loss_fn, ctx.runtime, total=steps, desc="neggrad+")
         gate.record(ctx.report, steps)

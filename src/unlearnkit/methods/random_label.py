@@ -62,7 +62,7 @@ def relabel_unlearn(model: nn.Module, ctx: MethodContext, hp: RandomLabelHparams
         # The parts are each one's share of the joint mean, so they add up to it.
         loss = SplitLoss(forget=F.cross_entropy(logits[:k], fb.y, reduction="sum") / n,
                          retain=F.cross_entropy(r_logits, rb.y, reduction="sum") / n, total=F.cross_entropy(logits, y))
-        return loss, {"correct": (r_logits.argmax(1) == rb.y).sum().item(), "n": len(rb.y)}
+        return loss, {"correct": (r_logits.argmax(1) == rb.y).sum(), "n": len(rb.y)}
 
     run_epoch(model, trainer, stream, loss_fn, ctx.runtime, total=steps, desc=tag)
     return model

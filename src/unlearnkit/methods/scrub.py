@@ -88,7 +88,7 @@ class Scrub(Method):
             loss = hp.gamma * F.cross_entropy(logits, batch.y)
             if hp.alpha:
                 loss = loss + hp.alpha * distill_kl(logits, teacher_logits(teacher, batch.x), hp.temperature)
-            return SplitLoss(retain=loss), {"correct": (logits.argmax(1) == batch.y).sum().item(), "n": len(batch.y)}
+            return SplitLoss(retain=loss), {"correct": (logits.argmax(1) == batch.y).sum(), "n": len(batch.y)}
 
         for epoch in range(hp.epochs):
             desc = f"scrub {epoch + 1}/{hp.epochs}"

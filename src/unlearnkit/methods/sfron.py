@@ -121,8 +121,8 @@ class SFRon(Method):
             logits = model(b.x)
             if kind == "forget":
                 ce = adaptive_ascent(logits, b.y, hp.adaptive_lambda)
-                return SplitLoss(forget=-alpha_t * ce), {"forget_ce": ce.item()}
-            return SplitLoss(retain=F.cross_entropy(logits, b.y)), {"correct": (logits.argmax(1) == b.y).sum().item(),
+                return SplitLoss(forget=-alpha_t * ce), {"forget_ce": ce.detach()}
+            return SplitLoss(retain=F.cross_entropy(logits, b.y)), {"correct": (logits.argmax(1) == b.y).sum(),
                                                                     "n": len(b.y)}
 
         run_epoch(model, trainer, itertools.islice(steps(), iters + f_steps), loss_fn, ctx.runtime,
