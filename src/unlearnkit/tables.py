@@ -7,7 +7,9 @@ from typing import Any, Iterable
 from rich.console import Console
 from rich.table import Table
 
-console = Console(stderr=False, highlight=False)
+# Everything printed is data (forget specs, paths, class names), never rich markup: with markup and
+# emoji codes on, `class:cat:0.5` printed as `class🐱0.5` and a path holding `[red]` lost it.
+console = Console(stderr=False, highlight=False, markup=False, emoji=False)
 
 
 def fmt(value: Any) -> str:

@@ -137,3 +137,14 @@ def test_a_relative_data_path_is_recorded_absolute_so_later_commands_work_anywhe
     monkeypatch.chdir(tmp_path)  # elsewhere: the run still finds its data
     code, _, err = run_cli(capsys, "forget", "work/run", "--method", "finetune", "--forget", "random:2", "--out", "ft")
     assert code == 0, err
+
+
+def test_tables_print_data_verbatim_no_markup_or_emoji_codes(capsys):
+    # A forget spec like class:cat:0.5 holds the emoji code ":cat:", and a path may hold "[red]":
+    # printed as data, both must come out exactly as given.
+    from unlearnkit.tables import console, print_mapping
+
+    print_mapping("finetune on class:cat:0.5", {"run_dir": "runs/[red]x", "forget": "class:cat:0.5"})
+    console.print("forget class:dog:0.1 in runs/[bold]y")
+    out = capsys.readouterr().out
+    assert out.count("class:cat:0.5") == 2 and "runs/[red]x" in out and "class:dog:0.1 in runs/[bold]y" in out

@@ -133,12 +133,40 @@ def test_not_negates_only_the_first_weight_layer():
     assert torch.equal(last.weight, weight_layers(before)[1].weight)
 
 
-def test_not_never_reads_the_forget_set(digits, monkeypatch):
+@pytest.mark.parametrize("recovery", ["ce", "kd"])
+def test_not_never_reads_the_forget_set(digits, monkeypatch, recovery):
     seen = []
     original = MethodContext.data
     monkeypatch.setattr(MethodContext, "data", lambda self, part: seen.append(part) or original(self, part))
-    _unlearn(digits, "not", "random:0.1", epochs=0.2)
+    _unlearn(digits, "not", "random:0.1", epochs=0.2, recovery=recovery)
     assert "forget" not in seen and "retain" in seen
+
+
+@pytest.mark.parametrize(("spec", "removed"), [("class:3", [3]), ("class:3,7", [3, 7]), ("random:0.1", []), ("class:3:0.5", [])])
+def test_not_kd_recovery_distils_targets_without_the_forgotten_classes(digits, monkeypatch, spec, removed):
+    from unlearnkit.methods import negation
+    from unlearnkit.methods.common import REMOVED_LOGIT
+
+    targets = []
+    real = negation.distill_kl
+    monkeypatch.setattr(negation, "distill_kl", lambda s, t, temp: targets.append(t.detach()) or real(s, t, temp))
+    _unlearn(digits, "not", spec, epochs=0.2, recovery="kd", temperature=3.0)
+    assert targets, "kd recovery never distilled"
+    t = torch.cat(targets)
+    gone = torch.zeros(t.shape[1], dtype=torch.bool)
+    gone[removed] = True
+    # Whole classes only: a share of a class stays in retain, so the teacher keeps it.
+    assert bool((t[:, gone] == REMOVED_LOGIT).all()) and bool((t[:, ~gone] > REMOVED_LOGIT / 2).all())
+
+
+def test_not_kd_recovery_costs_a_teacher_forward_more():
+    from unlearnkit.methods.common import FORWARD
+
+    method, recipe = get_method("not")(), TrainConfig(batch_size=100)
+    sizes = {"retain": 9000, "forget": 1000, "val": 1000}
+    ce = method.cost(method.Hparams(epochs=0.5), sizes, recipe)
+    kd = method.cost(method.Hparams(epochs=0.5, recovery="kd"), sizes, recipe)
+    assert ce == pytest.approx(0.5) and kd == pytest.approx((1 + FORWARD) * ce)
 
 
 @pytest.mark.parametrize(("module", "method", "expected"), [

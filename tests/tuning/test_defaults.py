@@ -47,6 +47,23 @@ def test_lookup_matches_preset_recipe_hash_and_kind(entries_dir):
     assert defaults.resolve("neggrad", cfg, "random:0.1")[0] == {}
 
 
+@pytest.mark.parametrize(("spec", "kind"), [
+    ("class:3", "class"), ("class:3,5", "class"), ("class:3:1", "class"), ("class:3:1.0", "class"),
+    # A share of a class leaves the rest to retain: retraining still knows the class, so the
+    # forgotten share should look held-out — the random entry, not the class-removing one.
+    ("class:3:0.5", "random"), ("class:3,5:0.1", "random"),
+    ("ids:forget.txt", "random"), ("random:128", "random"), ("subclass:maple_tree", None),
+])
+def test_partial_class_requests_take_the_random_entry(entries_dir, spec, kind):
+    cfg = resolve_config("digits")
+    defaults.write_entry(_entry(cfg, kind="random", values={"epochs": 1, "lr": 0.05}))
+    defaults.write_entry(_entry(cfg, kind="class", values={"epochs": 1, "lr": 0.3}))
+    values, source = defaults.resolve("finetune", cfg, spec)
+    expected = {"random": 0.05, "class": 0.3, None: None}[kind]
+    assert values.get("lr") == expected
+    assert (source["entry"].split("/")[1] if source["kind"] == "tuned" else None) == kind
+
+
 def test_an_entry_the_method_no_longer_accepts_falls_back_and_says_why(entries_dir):
     cfg = resolve_config("digits")
     defaults.write_entry(_entry(cfg, values={"epochs": 1, "renamed_setting": 3}))
@@ -79,6 +96,26 @@ def test_forget_run_applies_the_entry_and_records_its_source(entries_dir, digits
     assert info["hparams"]["lr"] == 0.02 and info["hparams_source"]["kind"] == "paper"
     assert info["hparams_source"]["fields"]["epochs"] == "set"
     assert "paper defaults (no tuned entry" in info["hparams_source"]["summary"]
+
+
+def test_an_ids_file_covering_a_whole_class_warns_that_it_takes_the_random_entry(entries_dir, digits_run, tmp_path):
+    from unlearnkit.methods import forget_run
+    from unlearnkit.training.pipeline import load_run
+
+    split = load_run(digits_run).split
+    labels = split.bundle.train.labels
+    ids = [str(split.bundle.train.ids[i]) for i in split.train_idx if labels[i] == 4]
+    whole = tmp_path / "class4.txt"
+    whole.write_text("\n".join(ids) + "\n")
+    part = tmp_path / "part.txt"
+    part.write_text("\n".join(ids[:-1]) + "\n")
+    with pytest.warns(UserWarning, match=r"covers every member of class 4.*use --forget class:4"):
+        forget_run(digits_run, "finetune", f"ids:{whole}", tmp_path / "whole", hparams={"method.epochs": 0.1})
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one member short of the class: a plain member subset, no warning
+        forget_run(digits_run, "finetune", f"ids:{part}", tmp_path / "part", hparams={"method.epochs": 0.1})
 
 
 def test_the_python_api_uses_the_entry_when_given_the_run_config(entries_dir, digits_run, monkeypatch):

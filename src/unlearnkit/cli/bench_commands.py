@@ -65,7 +65,7 @@ def bench_cmd(args: argparse.Namespace) -> int:
                     [[r["method"], *(r[k][0] for k in ("UA", "RA", "TA", "MIA", "avg_gap", "time_ratio"))] for r in rows])
     console.print(f"leaderboard: {result['leaderboard']['md']}  (html: {result['leaderboard']['html']})")
     for r in result["failed"]:
-        console.print(f"[red]failed[/red] {r['id']}: see {r['log']}")
+        console.print(f"failed {r['id']}: see {r['log']}", style="red")
     for r in result["skipped"]:
         console.print(f"skipped {r['id']} (depends on failed {r['because']})")
     return 1 if result["failed"] else 0

@@ -8,6 +8,7 @@ import resource
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from unlearnkit.config import RunConfig, TrainConfig
 from unlearnkit.data.splits import Split, select_forget
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods.base import MethodContext, get_method, make_hparams
+from unlearnkit.methods.common import whole_classes
 from unlearnkit.provenance import check_same_job, describe, lineage_root, model_sha256, sha256_ids, sha256_json
 from unlearnkit.runs import CHECKPOINT_FILE, MODEL_FILE, RunDir, environment, prepare_out_dir, save_model
 from unlearnkit.runs import writes_run_dir
@@ -25,6 +27,21 @@ from unlearnkit.training.data import Normalizer
 from unlearnkit.training.loop import DivergedError, accuracy, load_checkpoint
 from unlearnkit.training.runtime import Runtime
 from unlearnkit.tuning import defaults as tuning_defaults
+
+
+def _warn_if_whole_classes_take_random(split: Split, forget: str) -> None:
+    """An `ids:` file (or a share of a small class that rounds up to all of it) can cover every member
+    of a class: the methods then treat it as a class request (`whole_classes`), but its defaults
+    lookup is by spec and gives the `random` entry."""
+    if tuning_defaults.kind_of(forget) != "random":
+        return
+    gone = [split.classes[c] for c in whole_classes(split, split.num_classes)]
+    if gone:
+        warnings.warn(
+            f"--forget {forget} covers every member of class {', '.join(gone)} but takes the random-kind "
+            f"hyperparameters (tuned for a share of the members); use --forget class:{','.join(gone)} for the class-tuned ones",
+            stacklevel=3,
+        )
 
 
 def unlearn(
@@ -172,6 +189,7 @@ def forget_run(
     split = parent_run.split.with_forget(forget)
     # Tuned defaults for this recipe and scenario kind (else the paper's), then --set; run.json says which.
     hp, hp_source = tuning_defaults.hparams_for(method, parent_run.config, forget, hparams)
+    _warn_if_whole_classes_take_random(split, forget)
     if expect_hparams is not None and dataclasses.asdict(hp) != expect_hparams:
         changed = sorted(k for k, v in dataclasses.asdict(hp).items() if expect_hparams.get(k) != v)
         raise UnlearnkitError(

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import torch
 
 from unlearnkit.methods.base import Method, MethodContext, register_method
-from unlearnkit.methods.common import FORWARD, distill_kl, forgotten_classes, method_recipe, random_subset, teacher_logits
+from unlearnkit.methods.common import (
+    FORWARD, distill_kl, forgotten_classes, method_recipe, random_subset, teacher_logits, without_classes,
+)
 from unlearnkit.params import param
 from unlearnkit.training.data import TensorSet, steps_per_epoch, stream_seed
 from unlearnkit.training.loop import Trainer, epoch_batches, run_epoch
@@ -34,11 +36,6 @@ class BadTeacherHparams:
     # As gan's class target: both teachers' outputs lose the forgotten classes' probability and
     # are renormalised -- what a model that never saw those classes outputs. False: the paper's targets.
     class_removed: bool = param(True, doc="class requests: teachers' targets without the forgotten classes (renormalised)")
-
-
-# A logit this low has probability 0 after any temperature (exp underflows) but keeps the KL finite,
-# where -inf would give 0 * inf = NaN in the teacher's own term.
-REMOVED_LOGIT = -1e4
 
 
 @register_method
@@ -84,9 +81,7 @@ class BadTeacher(Method):
             # row's target: a fixed input shape every step. A masked sub-batch changes size every
             # step, and on a GPU (cudnn.benchmark) each new shape is autotuned again — slower than
             # the extra teacher pass this costs. No host sync either (no .any(), no .item()).
-            target = torch.where(is_forget, teacher_logits(bad, batch.x), teacher_logits(good, batch.x))
-            if len(gone):  # a shape, known on the host: no sync
-                target = target.index_fill(1, gone, REMOVED_LOGIT)
+            target = without_classes(torch.where(is_forget, teacher_logits(bad, batch.x), teacher_logits(good, batch.x)), gone)
             logits = model(batch.x)
             return distill_kl(logits, target, hp.temperature), {"forget_share": is_forget.float().mean()}
 

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unlearnkit.config import TrainConfig
+from unlearnkit.data.splits import Split
 from unlearnkit.methods.base import MethodContext
 from unlearnkit.training.data import Batch, TensorSet, batches, stream_seed
 from unlearnkit.training.loop import epoch_batches
@@ -117,11 +118,15 @@ def forgotten_classes(ctx: MethodContext) -> list[int]:
     Methods whose target is "behave as on held-out data" must treat these differently: held-out
     samples of a forgotten class are still recognised by the original, so they are the wrong target.
     """
-    split = ctx.split
+    return whole_classes(ctx.split, ctx.num_classes)
+
+
+def whole_classes(split: Split, num_classes: int) -> list[int]:
+    """`forgotten_classes` of a split: the classes whose every training member is in its forget set."""
     labels = split.bundle.train.labels
-    forget = np.bincount(labels[split.forget_idx], minlength=ctx.num_classes)
-    members = np.bincount(labels[split.train_idx], minlength=ctx.num_classes)
-    return [c for c in range(ctx.num_classes) if forget[c] and forget[c] == members[c]]
+    forget = np.bincount(labels[split.forget_idx], minlength=num_classes)
+    members = np.bincount(labels[split.train_idx], minlength=num_classes)
+    return [c for c in range(num_classes) if forget[c] and forget[c] == members[c]]
 
 
 def wrong_labels(labels: torch.Tensor, num_classes: int, seed: int) -> torch.Tensor:
@@ -156,6 +161,19 @@ def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tempe
     if per_sample:
         return F.kl_div(log_p, log_q, reduction="none", log_target=True).sum(1) * (t * t)
     return F.kl_div(log_p, log_q, reduction="batchmean", log_target=True) * (t * t)
+
+
+# A logit this low has probability 0 after any temperature (exp underflows) but keeps the KL finite,
+# where -inf would give 0 * inf = NaN in the teacher's own term.
+REMOVED_LOGIT = -1e4
+
+
+def without_classes(logits: torch.Tensor, gone: torch.Tensor) -> torch.Tensor:
+    """Teacher logits with the classes `gone` (a device tensor of indices) removed: softmax renormalises
+    over the rest — the output of a model that never saw those classes. Empty `gone`: unchanged."""
+    if len(gone):  # a shape, known on the host: no device sync
+        return logits.index_fill(1, gone, REMOVED_LOGIT)
+    return logits
 
 
 @torch.no_grad()

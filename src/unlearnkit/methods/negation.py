@@ -11,7 +11,10 @@ from torch import nn
 
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods.base import Method, MethodContext, register_method
-from unlearnkit.methods.common import endless_batches, method_recipe, pass_samples, pass_steps
+from unlearnkit.methods.common import (
+    FORWARD, distill_kl, endless_batches, forgotten_classes, method_recipe, pass_samples, pass_steps, teacher_logits,
+    without_classes,
+)
 from unlearnkit.params import param
 from unlearnkit.training.loop import Trainer, run_epoch
 
@@ -31,6 +34,19 @@ class NoTHparams:
     lr: float = param(0.02, gt=0, search=(1e-3, 0.2), log=True)
     batch_size: int = param(0, ge=0, doc="0 = the original recipe's batch size")
     weight_decay: float = param(5e-4, ge=0)
+    # Our addition, not the paper's. On a class request the recovery is the bottleneck: within the
+    # 5% budget, cross-entropy on hard labels brought retain accuracy back to 83-84% where retraining
+    # has 91.6 (cifar10-cpu, class:truck, 3 seeds; a class search found no setting within 2 points).
+    # `kd` recovers by distilling the original on the same retain batches instead — a dense target
+    # per sample, so the co-adaptation the negation broke is restored in fewer steps — with the
+    # forgotten classes removed from its targets (as bad_teacher's and gan's class targets), so
+    # the original's knowledge of them is not distilled back. It still never reads the forget set.
+    # Measured (class tuning set): the RA of the best `ce` setting (85.65) with 0.45 instead of 0.61
+    # retain passes — still not within the margin, so the default stays the paper's (docs/methods.md).
+    recovery: str = param("ce", choices=("ce", "kd"), search=["ce", "kd"],
+                          doc="ce: fine-tune on retain labels (the paper); kd: distil the original on retain")
+    temperature: float = param(2.0, gt=0, search=(1.0, 8.0), log=True, search_if=("recovery", "kd"),
+                               doc="kd recovery: the KL temperature")
 
 
 def weight_layers(model: nn.Module) -> list[nn.Module]:
@@ -69,7 +85,8 @@ class NoT(Method):
 
     def cost(self, hp: NoTHparams, sizes, recipe) -> float:
         retain = sizes["retain"]
-        return pass_samples(retain, hp.batch_size or recipe.batch_size, hp.epochs) / retain
+        teacher = FORWARD if hp.recovery == "kd" else 0.0  # the original's forward on each retain batch
+        return (1 + teacher) * pass_samples(retain, hp.batch_size or recipe.batch_size, hp.epochs) / retain
 
     def run(self, model, ctx: MethodContext, hp: NoTHparams):
         negate_layers(model, hp.layers)
@@ -77,10 +94,15 @@ class NoT(Method):
         cfg = method_recipe(ctx, lr=hp.lr, batch_size=hp.batch_size, weight_decay=hp.weight_decay)
         total = pass_steps(len(retain), cfg.batch_size, hp.epochs)
         trainer = Trainer.from_config(model, cfg, total_steps=total)
+        gone = torch.tensor(forgotten_classes(ctx), dtype=torch.long, device=retain.labels.device)
 
         def loss_fn(model, batch):
             logits = model(batch.x)
-            return F.cross_entropy(logits, batch.y), {"correct": (logits.argmax(1) == batch.y).sum(), "n": len(batch.y)}
+            if hp.recovery == "kd":  # run_epoch already calls this inside the runtime's autocast
+                loss = distill_kl(logits, without_classes(teacher_logits(ctx.original, batch.x), gone), hp.temperature)
+            else:
+                loss = F.cross_entropy(logits, batch.y)
+            return loss, {"correct": (logits.argmax(1) == batch.y).sum(), "n": len(batch.y)}
 
         stream = itertools.islice(endless_batches(retain, cfg, ctx, "not"), total)
         run_epoch(model, trainer, stream, loss_fn, ctx.runtime, total=total, desc="not")
