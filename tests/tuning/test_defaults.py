@@ -116,6 +116,10 @@ def test_an_ids_file_covering_a_whole_class_warns_that_it_takes_the_random_entry
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # one member short of the class: a plain member subset, no warning
         forget_run(digits_run, "finetune", f"ids:{part}", tmp_path / "part", hparams={"method.epochs": 0.1})
+        # A chain: the class was removed by the earlier request, this one only adds its last member.
+        last = tmp_path / "last.txt"
+        last.write_text(ids[-1] + "\n")
+        forget_run(tmp_path / "part", "finetune", f"ids:{last}", tmp_path / "chained", hparams={"method.epochs": 0.1})
 
 
 def test_the_python_api_uses_the_entry_when_given_the_run_config(entries_dir, digits_run, monkeypatch):
