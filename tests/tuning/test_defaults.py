@@ -98,6 +98,13 @@ def test_forget_run_applies_the_entry_and_records_its_source(entries_dir, digits
     assert "paper defaults (no tuned entry" in info["hparams_source"]["summary"]
 
 
+def test_a_malformed_class_share_is_the_selectors_one_line_error(entries_dir):
+    from unlearnkit.errors import UnlearnkitError
+
+    with pytest.raises(UnlearnkitError, match=r"forget spec 'class:3:half'.*fraction in \(0, 1\]"):
+        defaults.resolve("finetune", resolve_config("digits"), "class:3:half")
+
+
 def test_an_ids_file_covering_a_whole_class_warns_that_it_takes_the_random_entry(entries_dir, digits_run, tmp_path):
     from unlearnkit.methods import forget_run
     from unlearnkit.training.pipeline import load_run

@@ -182,7 +182,7 @@ def _random(split: Split, arg: str, spec: str) -> np.ndarray:
 
 def _classes(split: Split, arg: str, spec: str) -> np.ndarray:
     """Every member of the named classes, or with `:<fraction>` that share of each class (seeded)."""
-    names, fraction = _class_fraction(arg, spec)
+    names, fraction = class_fraction(arg, spec)
     wanted = []
     for token in [t.strip() for t in names.split(",") if t.strip()]:
         if token in split.classes:
@@ -206,7 +206,7 @@ def _classes(split: Split, arg: str, spec: str) -> np.ndarray:
     return np.concatenate(chosen) if chosen else np.empty(0, dtype=np.int64)
 
 
-def _class_fraction(arg: str, spec: str) -> tuple[str, float | None]:
+def class_fraction(arg: str, spec: str) -> tuple[str, float | None]:
     """("cat,dog", 0.5) from "cat,dog:0.5"; (arg, None) without a fraction."""
     names, sep, tail = arg.rpartition(":")
     if not sep:

@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -29,15 +30,16 @@ from unlearnkit.training.runtime import Runtime
 from unlearnkit.tuning import defaults as tuning_defaults
 
 
-def _warn_if_whole_classes_take_random(parent_split: Split, forget: str) -> None:
+def _warn_if_whole_classes_take_random(parent_split: Split, split: Split, forget: str) -> None:
     """An `ids:` file (or a share of a small class that rounds up to all of it) can cover every member
     of a class: the methods then treat it as a class request (`whole_classes`), but its defaults
-    lookup is by spec and gives the `random` entry. Only this request's own samples count: in a
-    chain, a class an earlier request removed is not this request's doing."""
+    lookup is by spec and gives the `random` entry. Only the samples this request adds count (the
+    union minus the parent's forget set, no second read of an ids file): in a chain, a class an
+    earlier request removed is not this request's doing."""
     if tuning_defaults.kind_of(forget) != "random":
         return
-    request = dataclasses.replace(parent_split, forget_idx=select_forget(parent_split, forget))
-    gone = [parent_split.classes[c] for c in whole_classes(request, parent_split.num_classes)]
+    added = dataclasses.replace(split, forget_idx=np.setdiff1d(split.forget_idx, parent_split.forget_idx))
+    gone = [split.classes[c] for c in whole_classes(added, split.num_classes)]
     if gone:
         warnings.warn(
             f"--forget {forget} covers every member of class {', '.join(gone)} but takes the random-kind "
@@ -191,7 +193,7 @@ def forget_run(
     split = parent_run.split.with_forget(forget)
     # Tuned defaults for this recipe and scenario kind (else the paper's), then --set; run.json says which.
     hp, hp_source = tuning_defaults.hparams_for(method, parent_run.config, forget, hparams)
-    _warn_if_whole_classes_take_random(parent_run.split, forget)
+    _warn_if_whole_classes_take_random(parent_run.split, split, forget)
     if expect_hparams is not None and dataclasses.asdict(hp) != expect_hparams:
         changed = sorted(k for k, v in dataclasses.asdict(hp).items() if expect_hparams.get(k) != v)
         raise UnlearnkitError(

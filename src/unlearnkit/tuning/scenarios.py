@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from unlearnkit.data.splits import class_fraction
 from unlearnkit.errors import UnlearnkitError
 
 # The bench and leaderboards evaluate on seeds 0, 1, 2, ...; tuning uses seeds from 100 on, so
@@ -87,18 +88,11 @@ def kind_of(forget_spec: str | None) -> str | None:
         return None
     prefix, _, arg = forget_spec.partition(":")
     kind = LOOKUP_KIND.get(prefix)
-    if kind == "class" and _partial_share(arg):
-        return "random"
+    if kind == "class":
+        _, share = class_fraction(arg, forget_spec)  # the selector's own parsing (and its error for a bad share)
+        if share is not None and share < 1:
+            return "random"
     return kind
-
-
-def _partial_share(arg: str) -> bool:
-    """Whether a class request's argument ends in a fraction below 1 ("cat,dog:0.5")."""
-    _, sep, tail = arg.rpartition(":")
-    try:
-        return bool(sep) and float(tail) < 1
-    except ValueError:  # a malformed fraction: the forget-set selector reports it
-        return False
 
 
 def tuning_seeds(first: int, count: int) -> list[int]:
