@@ -101,10 +101,26 @@ class RunConfig:
         return from_dict(cls, d, "config")
 
     def recipe(self) -> dict[str, Any]:
-        """What determines the trained weights (used to refuse resuming under another recipe)."""
+        """The recipe a user asked for, without the runtime section (device, precision, memory format).
+
+        Kept as it is: reference pools and bench plans record it, so a change would orphan them.
+        """
         d = self.to_dict()
-        d.pop("runtime")  # device/precision change speed, not the recipe a user asked for
+        d.pop("runtime")
         return d
+
+    def resume_recipe(self) -> dict[str, Any]:
+        """What determines the trained weights, compared on `train --resume` (runs.prepare_out_dir):
+        the recipe plus the runtime settings that change the weights (RESUME_RUNTIME_KEYS)."""
+        runtime = dataclasses.asdict(self.runtime)
+        return {**self.recipe(), "runtime": {k: runtime[k] for k in RESUME_RUNTIME_KEYS}}
+
+
+# Runtime settings that change the trained weights, not only the speed: bf16 autocast rounds every
+# step differently from fp32 (bench/plan.py keys its originals by precision for the same reason), so
+# a run resumed under another precision would be neither recipe. Device and channels_last change
+# speed; compile reorders float operations but is meant as a speed switch, and stays free to change.
+RESUME_RUNTIME_KEYS = ("precision",)
 
 
 @dataclass(frozen=True)
@@ -376,7 +392,12 @@ def validate(cfg: RunConfig) -> RunConfig:
         if flat[key] not in choices:
             raise UnlearnkitError(f"{key}={flat[key]!r} is not valid; choose one of: {', '.join(choices)}")
     cfg.train.milestone_fractions()  # raises on a malformed list (a cross-field rule: needs train.epochs)
-    dev = cfg.runtime.device
-    if not (dev in ("auto", "cpu", "cuda", "mps") or dev.startswith("cuda:")):
-        raise UnlearnkitError(f"runtime.device={dev!r} is not valid; use auto, cpu, cuda, cuda:N or mps")
+    check_device_name(cfg.runtime.device)
     return cfg
+
+
+def check_device_name(dev: str, key: str = "runtime.device") -> None:
+    """The spelling of a device setting (whether it exists here is Runtime.from_config's check)."""
+    index = dev[len("cuda:"):] if dev.startswith("cuda:") else None
+    if not (dev in ("auto", "cpu", "cuda", "mps") or (index is not None and index.isascii() and index.isdigit())):
+        raise UnlearnkitError(f"{key}={dev!r} is not valid; use auto, cpu, cuda, cuda:N (N = 0, 1, ...) or mps")

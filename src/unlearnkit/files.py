@@ -112,6 +112,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def check_output_dir(out: str | Path, flag: str = "--out") -> None:
+    """A one-line error, before any work, if `out` cannot become a directory: it is a file, or the
+    nearest of its parents that exists is one (mkdir would fail with "Not a directory" at the end)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UnlearnkitError(f"output {out} exists and is not a directory; choose another {flag}")
+    if out.exists():
+        return
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UnlearnkitError(f"output {out} cannot be created: {parent} is a file, not a directory; choose another {flag}")
+            return
+
+
 def make_dirs(path: Path) -> list[Path]:
     """mkdir -p that returns the directories it created (outermost first), so a failure can undo them."""
     path = Path(path)

@@ -13,23 +13,27 @@ checkpoint knows none of it, so the user declares each part and nothing is guess
   does, or read from the run directory the weights came from).
 * **recipe** (`--recipe PRESET` and/or `--set train.KEY=VALUE`): how the model was trained,
   which exact retraining (`forget --method retrain`) and reference pools reuse; without one,
-  `require_recipe` refuses them.
+  `require_recipe` refuses them (for the import and every run unlearned from it). Only the
+  preset's `train.*` and `data.*` settings are taken: the model is the checkpoint's (`--arch`,
+  `--width`), evaluated as given, so a preset's `model.flip_tta` (test-time mirror averaging the
+  checkpoint was never evaluated with) is not applied unless `--set model.flip_tta=true` asks.
 
 Checkpoints are `.safetensors`, or `.pt`/`.pth` read ONLY with `torch.load(weights_only=True)`
-(no arbitrary pickled code runs): a bare state_dict, a {"state_dict"|"model": ...} wrapper, or a
-DataParallel `module.` prefix. The seed's ResNet-18 (torchvision's resnet18 with a 3x3 stride-1
-conv1, no max-pool, fc 512->10) has our `resnet18`'s exact layout (and `torchvision:resnet18`'s).
-Everything is checked and the model evaluated once before the directory appears, which is then
-moved into place in one rename: bad input never leaves a half-written run.
+(no arbitrary pickled code runs): a bare state_dict, a {"state_dict"|"model"|"model_state_dict": ...}
+wrapper, a DataParallel `module.` or torch.compile `_orig_mod.` prefix. Weights that are NaN or
+infinite, or integers where the model has floats, are refused (the import would evaluate a
+broken model at chance accuracy and call it imported). The seed's ResNet-18 (torchvision's
+resnet18 with a 3x3 stride-1 conv1, no max-pool, fc 512->10) has our `resnet18`'s exact layout
+(and `torchvision:resnet18`'s).
+The output directory is locked (`runs.claim_run_dir`, as train and forget do) before anything else;
+everything is checked and the model evaluated once before a file is written, and the model file
+is written last: a failure removes what was written, so bad input never leaves a half-written run.
 """
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
-import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,18 +45,24 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from unlearnkit.config import RunConfig, resolve_config, set_path, validate
+from unlearnkit.config import ModelConfig, RunConfig, resolve_config, set_path, validate
 from unlearnkit.data import Split, make_split
 from unlearnkit.data.cache import file_digest
 from unlearnkit.data.splits import read_id_file
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.models import create_model, model_kwargs
-from unlearnkit.runs import MODEL_FILE, RunDir, environment, prepare_out_dir, read_json, save_model
+from unlearnkit.models import model_kwargs
+from unlearnkit.runs import MODEL_FILE, claim_run_dir, environment, prepare_out_dir, read_json, save_model
 from unlearnkit.training.data import Normalizer
 from unlearnkit.training.runtime import Runtime
 
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")  # what training scripts wrap a state_dict in
 DATA_PARALLEL_PREFIX = "module."
+# Prefixes a wrapper adds to every key: DataParallel/DDP's `module.`, torch.compile's `_orig_mod.`
+# (a state_dict saved from the compiled module), in either nesting order.
+KEY_PREFIXES = (DATA_PARALLEL_PREFIX, "_orig_mod.")
+# BatchNorm's batch counter: read only with momentum=None, so a checkpoint without it (some
+# exporters drop it) loses nothing; torch itself fills it in for state_dicts without version metadata.
+BATCH_COUNTER = "num_batches_tracked"
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -69,10 +79,18 @@ def _read_torch(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        # weights_only refuses a class it does not allow as "Unsupported global: GLOBAL name": that is
+        # a pickled object. Any other unpickling failure ("Unsupported operand", "invalid load key")
+        # means the bytes are no pickle at all: a damaged or non-PyTorch file.
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
-        what = f" ({found.group(1)})" if found else ""
+        if found is None:
+            detail = next((ln.strip() for ln in str(exc).splitlines() if ln.strip().startswith(("Unsupported", "invalid"))), None)
+            raise UnlearnkitError(
+                f"checkpoint {path} is not a readable PyTorch checkpoint{f' ({detail})' if detail else ''}; "
+                "check the file (save it with torch.save(model.state_dict(), path))"
+            ) from None
         raise UnlearnkitError(
-            f"checkpoint {path} holds a pickled Python object{what}, not only tensors; unlearnkit reads .pt/.pth "
+            f"checkpoint {path} holds a pickled Python object ({found.group(1)}), not only tensors; unlearnkit reads .pt/.pth "
             "with torch.load(weights_only=True) and runs no pickled code — save model.state_dict() instead"
         ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as exc:
@@ -93,10 +111,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise UnlearnkitError(f"checkpoint {path} does not exist; check --weights")
     obj = reader(path)
-    for key in WRAPPER_KEYS:
-        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
-            obj = obj[key]
-            break
+    if isinstance(obj, Mapping):
+        # The first wrapper that holds only tensors: {"model": {"arch": ...}, "model_state_dict": {...}}
+        # keeps its config under "model". With none such, the first mapping one (its error names the entry).
+        wrapped = [obj[k] for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)]
+        tensors_only = [w for w in wrapped if w and all(isinstance(v, torch.Tensor) for v in w.values())]
+        if tensors_only or wrapped:
+            obj = (tensors_only or wrapped)[0]
     if not isinstance(obj, Mapping) or not obj:
         raise UnlearnkitError(f"checkpoint {path} holds a {type(obj).__name__}, not a state_dict; save model.state_dict()")
     bad = next((k for k, v in obj.items() if not isinstance(v, torch.Tensor)), None)
@@ -106,8 +127,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"(or wrap it as {{'state_dict': ...}})"
         )
     state = dict(obj)
-    if all(k.startswith(DATA_PARALLEL_PREFIX) for k in state):
-        state = {k[len(DATA_PARALLEL_PREFIX):]: v for k, v in state.items()}
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in KEY_PREFIXES:
+            if state and all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix):]: v for k, v in state.items()}
+                stripped = True
     return state
 
 
@@ -115,12 +141,37 @@ def state_mismatch(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str |
     """The first key (in the model's order) where `state` does not fit `model`, with both shapes."""
     own = model.state_dict()
     for key, t in own.items():
+        if key not in state and key.rpartition(".")[2] == BATCH_COUNTER:
+            continue  # filled in by `fill_batch_counters`
         if key not in state:
             return f"{key!r} (shape {tuple(t.shape)} in the model) is missing from the checkpoint"
         if tuple(state[key].shape) != tuple(t.shape):
             return f"{key!r} has shape {tuple(state[key].shape)} in the checkpoint but {tuple(t.shape)} in the model"
     extra = next((k for k in state if k not in own), None)
     return None if extra is None else f"the checkpoint has {extra!r} (shape {tuple(state[extra].shape)}), which the model lacks"
+
+
+def fill_batch_counters(model: nn.Module, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`state` with BatchNorm's missing `num_batches_tracked` counters set to 0 (see BATCH_COUNTER)."""
+    own = model.state_dict()
+    missing = {k: torch.zeros_like(t) for k, t in own.items() if k not in state and k.rpartition(".")[2] == BATCH_COUNTER}
+    return {**state, **missing}
+
+
+def bad_values(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str | None:
+    """The first key whose values cannot be the model's weights: integers where the model has floats
+    (a cast lost every fraction), or NaN/inf where the freshly built model is finite (a diverged run)."""
+    own = model.state_dict()
+    for key, t in own.items():
+        theirs = state[key]
+        if t.is_floating_point() and not theirs.is_floating_point():
+            return (f"{key!r} is {str(theirs.dtype).replace('torch.', '')}, but the model's is floating point (a cast "
+                    "dropped every fraction); save the float state_dict, e.g. model.float().state_dict()")
+        # A buffer that is non-finite by design (e.g. an -inf attention mask) is so in a fresh model too.
+        if theirs.is_floating_point() and bool(torch.isfinite(t).all()) and not bool(torch.isfinite(theirs).all()):
+            return (f"{key!r} holds NaN or infinite values (training diverged, or the file is damaged); import a "
+                    "checkpoint saved before the divergence")
+    return None
 
 
 def infer_width(arch: str, state: Mapping[str, torch.Tensor]) -> int | None:
@@ -185,12 +236,41 @@ def require_non_members(split: Split, where: str) -> None:
         )
 
 
+def _lineage_import(info: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, str | None]:
+    """(the `imported` record of the run's lineage root, the root's path) -- (None, None) for a trained root.
+
+    An unlearned run carries its root's config.json (the recipe retraining uses) and, when made by
+    this version, its `imported` record too (methods.api `_job_record`); an older one has only the
+    root run recorded in run.json (`original`, else `parent`, as `provenance.lineage_root` writes
+    them), whose record is read.
+    """
+    if info.get("imported"):
+        return info["imported"], (info.get("original") if info.get("kind") == "unlearned" else None)
+    if info.get("kind") != "unlearned":
+        return None, None
+    for key in ("original", "parent"):
+        root = info.get(key)
+        if not isinstance(root, str) or not root:
+            continue
+        try:
+            root_info = read_json(Path(root) / "run.json", "run record")
+        except UnlearnkitError:
+            # The root moved or is unreadable: nothing recorded to go by. Not refused, or moving a
+            # trained root would block exact retraining of all its descendants.
+            continue
+        if isinstance(root_info, Mapping):
+            return root_info.get("imported") or None, root
+    return None, None
+
+
 def require_recipe(info: Mapping[str, Any], where: str) -> None:
-    """Exact retraining reuses the run's training recipe; an import without a declared one has none."""
-    imported = info.get("imported") or {}
+    """Exact retraining reuses the run's training recipe; an import without a declared one has none,
+    and neither has any run unlearned from it (its config.json is the import's, carried down)."""
+    imported, root = _lineage_import(info)
     if imported and imported.get("recipe") is None:
+        origin = "was imported" if root is None else f"descends from {root}, which was imported"
         raise UnlearnkitError(
-            f"{where} was imported without its training recipe, so there is no exact retrain; re-import it with "
+            f"{where} {origin} without its training recipe, so there is no exact retrain; re-import it with "
             "--recipe PRESET and/or --set train.KEY=VALUE (epochs, lr, batch_size, ...) to declare how it was trained"
         )
 
@@ -249,14 +329,29 @@ class ImportResult:
 
 
 def _config(arch: str, data: str, labels_csv: str | None, recipe: str | None, overrides: Mapping[str, Any]) -> tuple[RunConfig, str | None]:
-    cfg = resolve_config(recipe) if recipe is not None else RunConfig(preset="imported")
+    cfg = RunConfig(preset=recipe if recipe is not None else "imported")
+    if recipe is not None:
+        # The preset's training recipe (what exact retraining reuses), its data settings (the split's
+        # val_fraction) and its precision (bf16 and fp32 train different weights); not its model
+        # options nor where it runs: the model is the checkpoint's, evaluated as given (a preset's
+        # flip_tta would average over mirrors the checkpoint never saw).
+        preset = resolve_config(recipe)
+        cfg.train, cfg.data = preset.train, preset.data
+        cfg.runtime.precision = preset.runtime.precision
+    cfg.model = ModelConfig(name=arch)
     for key, value in overrides.items():
-        if key.split(".")[0] not in ("train", "runtime", "data") or key in ("data.source", "data.labels_csv"):
+        allowed = key.split(".")[0] in ("train", "runtime", "data") or key == "model.flip_tta"
+        if not allowed or key in ("data.source", "data.labels_csv"):
             raise UnlearnkitError(
-                f"--set {key}: import takes train.*, runtime.* and data.val_fraction/test_fraction settings; "
-                "the model comes from --arch/--width and the data from --data/--labels"
+                f"--set {key}: import takes train.*, runtime.*, data.val_fraction/test_fraction and model.flip_tta "
+                "settings; the model comes from --arch/--width and the data from --data/--labels"
             )
         set_path(cfg, key, value)
+    if cfg.model.flip_tta and "flip_tta" not in model_kwargs(arch):
+        raise UnlearnkitError(
+            f"--set model.flip_tta=true: {arch} has no flip test-time augmentation (models with a flip_tta option, "
+            "e.g. resnet18, have it); drop the setting"
+        )
     cfg.data.source, cfg.data.labels_csv, cfg.model.name = data, labels_csv, arch
     train_sets = [f"{k}={v}" for k, v in overrides.items() if k.startswith("train.")]
     # What the user declared as the training recipe (None: no exact retrain, see require_recipe).
@@ -292,65 +387,64 @@ def import_run(
     if isinstance(std, (tuple, list)):
         std = ",".join(map(str, std))
     out = Path(out)
-    prepare_out_dir(out, resume=False)
-    cfg, declared = _config(arch, data, labels_csv, recipe, dict(overrides or {}))
-    state = read_state_dict(weights)
-    model_kwargs(arch)  # an unknown --arch fails here, before the data are loaded
-    cfg = with_absolute_paths(cfg)
-    bundle = load_data(cfg)
-    split, seed = _split_members(bundle, members, cfg.data.val_fraction)
-    cfg.seed = seed  # the split's seed; also retraining's initial weights
-    inferred = infer_width(arch, state)
-    if width is not None or inferred is not None:
-        cfg.model.width = int(width if width is not None else inferred)
-    validate(cfg)
-    normalizer, norm_source = _normalizer(split, weights, mean, std, normalize)
-    model = build_model(cfg, split)
-    bad = state_mismatch(model, state)
-    if bad is not None:
-        width_note = f" (width {cfg.model.width})" if model_kwargs(arch).get("width") is not None else ""
-        raise UnlearnkitError(
-            f"checkpoint {weights} does not fit {arch}{width_note} with {split.num_classes} classes and "
-            f"{bundle.train.images.shape[1]} input channel(s): {bad}; pass the --arch (and --width) it was trained with"
-        )
-    model.load_state_dict(state)
-    runtime = Runtime.from_config(cfg.runtime)
-    model = runtime.model(model)
-    metrics = evaluate_parts(model, (split, normalizer, runtime), ("train", "val", "test"), cfg.train.eval_batch_size)
-    metrics.update(imported=True, members=int(len(split.train_idx)), non_members=int(len(split.val_idx)))
+    # Locked (a second writer stops at once; a stale lock file of a dead one is taken over) and
+    # removed again if anything below fails: the same claim train and forget make.
+    with claim_run_dir(out):
+        run = prepare_out_dir(out, resume=False, retry="choose a new or empty --out (import only creates a run directory)")
+        cfg, declared = _config(arch, data, labels_csv, recipe, dict(overrides or {}))
+        state = read_state_dict(weights)
+        model_kwargs(arch)  # an unknown --arch fails here, before the data are loaded
+        runtime = Runtime.from_config(cfg.runtime)  # and so does an absent --set runtime.device
+        cfg = with_absolute_paths(cfg)
+        bundle = load_data(cfg)
+        split, seed = _split_members(bundle, members, cfg.data.val_fraction)
+        cfg.seed = seed  # the split's seed; also retraining's initial weights
+        inferred = infer_width(arch, state)
+        if width is not None or inferred is not None:
+            cfg.model.width = int(width if width is not None else inferred)
+        validate(cfg)
+        normalizer, norm_source = _normalizer(split, weights, mean, std, normalize)
+        model = build_model(cfg, split)
+        bad = state_mismatch(model, state)
+        if bad is not None:
+            width_note = f" (width {cfg.model.width})" if model_kwargs(arch).get("width") is not None else ""
+            raise UnlearnkitError(
+                f"checkpoint {weights} does not fit {arch}{width_note} with {split.num_classes} classes and "
+                f"{bundle.train.images.shape[1]} input channel(s): {bad}; pass the --arch (and --width) it was trained with"
+            )
+        state = fill_batch_counters(model, state)
+        bad = bad_values(model, state)
+        if bad is not None:
+            raise UnlearnkitError(f"checkpoint {weights}: {bad}")
+        model.load_state_dict(state)
+        model = runtime.model(model)
+        metrics = evaluate_parts(model, (split, normalizer, runtime), ("train", "val", "test"), cfg.train.eval_batch_size)
+        metrics.update(imported=True, members=int(len(split.train_idx)), non_members=int(len(split.val_idx)))
 
-    manifest = {
-        **split.manifest(), "members": members,
-        "non_members": ("none: every training sample is a member; the audit refuses (no membership attack possible)"
-                        if len(split.val_idx) == 0 else "the training samples that are not members (the `val` ids)"),
-    }
-    info = {
-        "kind": "original",
-        "status": "finished",
-        "imported": {
-            "weights": str(weights.resolve()), "sha256": file_digest(weights), "arch": arch, "members": members,
-            "recipe": declared, "normalizer": norm_source,
-            "input_shape": list(bundle.train.images.shape[1:]),  # fed at the dataset's own size (C, H, W)
-        },
-        "dataset": {"name": bundle.name, "source": str(bundle.source), "fingerprint": bundle.fingerprint,
-                    "classes": list(bundle.classes)},
-        "normalizer": {"mean": normalizer.mean, "std": normalizer.std},
-        "environment": environment(),
-        "runtime": runtime.describe(),
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.import-"))
-    try:
-        run = RunDir(tmp)
+        manifest = {
+            **split.manifest(), "members": members,
+            "non_members": ("none: every training sample is a member; the audit refuses (no membership attack possible)"
+                            if len(split.val_idx) == 0 else "the training samples that are not members (the `val` ids)"),
+        }
+        info = {
+            "kind": "original",
+            "status": "finished",
+            "imported": {
+                "weights": str(weights.resolve()), "sha256": file_digest(weights), "arch": arch, "members": members,
+                "recipe": declared, "normalizer": norm_source,
+                "input_shape": list(bundle.train.images.shape[1:]),  # fed at the dataset's own size (C, H, W)
+            },
+            "dataset": {"name": bundle.name, "source": str(bundle.source), "fingerprint": bundle.fingerprint,
+                        "classes": list(bundle.classes)},
+            "normalizer": {"mean": normalizer.mean, "std": normalizer.std},
+            "environment": environment(),
+            "runtime": runtime.describe(),
+        }
         run.write_json("config.json", cfg.to_dict())
         run.write_json("split.json", manifest)
         run.write_json("run.json", info)
-        save_model(model, run.file(MODEL_FILE), {"model": arch, "imported_from": str(weights.resolve())})
         run.write_json("metrics.json", metrics)
-        if out.is_dir():
-            out.rmdir()  # prepare_out_dir allowed only an empty one
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        # Last, in one atomic write: until it is there, a failure (or Ctrl-C) makes claim_run_dir
+        # remove the other files, and a run directory is finished only once it holds the model.
+        save_model(model, run.file(MODEL_FILE), {"model": arch, "imported_from": str(weights.resolve())})
     return ImportResult(out, metrics, int(len(split.train_idx)), int(len(split.val_idx)))

@@ -42,8 +42,8 @@ from unlearnkit.errors import UnlearnkitError
 
 # The I/O layer, re-exported: run code (and other packages) import it from here.
 from unlearnkit.files import (  # noqa: F401
-    OutputError, atomic_write_bytes, atomic_write_json, atomic_write_text, atomic_write_with, json_text, make_dirs,
-    output_error, remove_empty_dirs, user_fixable, writing,
+    OutputError, atomic_write_bytes, atomic_write_json, atomic_write_text, atomic_write_with, check_output_dir, json_text,
+    make_dirs, output_error, remove_empty_dirs, user_fixable, writing,
 )
 from unlearnkit.locks import LOCK_FILE, BusyError, acquire_lock, locked, release_lock, try_lock  # noqa: F401
 from unlearnkit.outputs import check_outputs, write_outputs  # noqa: F401
@@ -72,8 +72,7 @@ def claim_run_dir(out: str | Path, *, what: str = "output directory") -> Iterato
     touched, and neither is a checkpoint (it is what `--resume` continues from).
     """
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UnlearnkitError(f"output {out} exists and is not a directory; choose another --out")
+    check_output_dir(out)
     existed = out.exists()
     with writing(out):
         created = make_dirs(out)
@@ -312,11 +311,19 @@ class RunDir:
         atomic_write_text(self.file("log.jsonl"), "".join(json.dumps(r) + "\n" for r in records))
 
 
-def prepare_out_dir(out: Path, *, resume: bool, recipe: dict[str, Any] | None = None) -> RunDir:
-    """Check that `out` may be written: new/empty, or (with resume) a run of the same recipe."""
+RESUME_HINT = "choose a new --out, or pass --resume to continue that run"
+
+
+def prepare_out_dir(out: Path, *, resume: bool, recipe: dict[str, Any] | None = None, retry: str = RESUME_HINT) -> RunDir:
+    """Check that `out` may be written: new/empty, or (with resume) a run of the same recipe.
+
+    `recipe` (training): the config that determines the weights, compared with the run's
+    config.json -- its `runtime` section only in the keys `recipe["runtime"]` names (the
+    precision: see `RunConfig.resume_recipe`); device and memory format may change on resume.
+    `retry`: what a non-empty `out` tells the user to do (commands without --resume say so).
+    """
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UnlearnkitError(f"output {out} exists and is not a directory; choose another --out")
+    check_output_dir(out)
     if out.is_dir() and not resume and _never_started(out):
         _clear(out)  # killed before its first epoch was saved: nothing to lose, start it over
     has_content = out.is_dir() and bool(_user_entries(out))
@@ -329,7 +336,10 @@ def prepare_out_dir(out: Path, *, resume: bool, recipe: dict[str, Any] | None = 
             saved = read_json(out / "config.json", "config")
             if not isinstance(saved, dict):
                 raise UnlearnkitError(f"--resume: config {out / 'config.json'} is not a JSON object; the run directory is damaged")
-            saved.pop("runtime", None)
+            saved_runtime = saved.pop("runtime", None)
+            if "runtime" in recipe:
+                saved_runtime = saved_runtime if isinstance(saved_runtime, dict) else {}
+                saved["runtime"] = {k: saved_runtime.get(k) for k in recipe["runtime"]}
             if saved != recipe:
                 diff = _first_difference(saved, recipe)
                 raise UnlearnkitError(
@@ -342,7 +352,7 @@ def prepare_out_dir(out: Path, *, resume: bool, recipe: dict[str, Any] | None = 
                 f"--resume: {out} was stopped before its run was set up (no {missing[0]}); drop --resume to start it over"
             )
     elif has_content:
-        raise UnlearnkitError(f"output directory {out} is not empty; choose a new --out, or pass --resume to continue that run")
+        raise UnlearnkitError(f"output directory {out} is not empty; {retry}")
     return RunDir(out)
 
 

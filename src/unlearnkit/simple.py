@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import hashlib
 import os
 import tempfile
@@ -141,7 +142,15 @@ def _runtime(device: str | torch.device | None) -> Runtime:
     from unlearnkit.config import RuntimeConfig  # noqa: PLC0415
 
     # fp32 and the user's memory format: an arbitrary model is run as its author ran it.
-    return Runtime.from_config(RuntimeConfig(device=str(device or "auto"), precision="fp32", channels_last=False))
+    return Runtime.from_config(RuntimeConfig(device=str(device or "auto"), precision="fp32", channels_last=False),
+                               device_key="device")
+
+
+def _check_seed(seed: Any, where: str) -> None:
+    """A seed torch's generators take (0 .. 2**64 - 1, as methods.api checks it), refused before any
+    data are read: a negative one used to fail only after the datasets were materialised."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= 2**64 - 1:
+        raise UnlearnkitError(f"{where}: seed={seed!r} is not valid; give an integer in [0, 2**64 - 1], e.g. seed=0")
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -182,27 +191,42 @@ def unlearn(model: nn.Module, split: Split | None = None, method: str | None = N
 
 
 def unlearn_datasets(model: nn.Module, *, forget, retain, method: str = "scrub", val=None, recipe=None,
-                     device: str | torch.device | None = None, seed: int = 0, **hparams: Any) -> nn.Module:
+                     device: str | torch.device | None = None, seed: int = 0, model_factory=None,
+                     **hparams: Any) -> nn.Module:
     from unlearnkit.methods import api, make_hparams  # noqa: PLC0415
 
     make_hparams(method, hparams)  # a bad method or hyperparameter fails before the data are read
+    _check_seed(seed, "unlearn")
+    train_recipe = _recipe(recipe)  # likewise a bad recipe
     runtime = _runtime(device)
+    seed = int(seed)
     parts = _build(model, runtime.device, seed, forget=forget, retain=retain, val=val)
+    # A fresh model (retrain, bad_teacher's random teacher): the caller's factory, on the run's device;
+    # without one, `model` re-initialised by its modules' reset_parameters (refused where one is missing).
+    factory = None if model_factory is None else (lambda s: runtime.model(model_factory(s)))
     out = api.unlearn(runtime.model(copy.deepcopy(model)), parts.split, method, normalizer=parts.normalizer,
-                      runtime=runtime, recipe=_recipe(recipe), seed=seed, **hparams)
+                      runtime=runtime, recipe=train_recipe, seed=seed, model_factory=factory, **hparams)
     return out.to(_device_of(model))
 
 
 def _recipe(recipe: TrainConfig | dict | None) -> TrainConfig:
-    """The user's data were augmented (or not) by their transforms: add no crop or flip of our own."""
-    if isinstance(recipe, TrainConfig):
-        return recipe
-    cfg = RunConfig()
-    cfg.train.crop_padding, cfg.train.flip = 0, False
+    """The user's data were augmented (or not) by their transforms: add no crop or flip of our own.
+
+    A TrainConfig is taken field by field through the same type and range checks as the dict
+    form (TrainConfig(epochs=0) would retrain nothing, lr=-1 fail deep inside the optimiser).
+    """
     from unlearnkit.config import set_path, validate  # noqa: PLC0415
 
-    for key, value in (recipe or {}).items():
-        set_path(cfg, key if key.startswith("train.") else f"train.{key}", value)
+    cfg = RunConfig()
+    cfg.train.crop_padding, cfg.train.flip = 0, False
+    if isinstance(recipe, TrainConfig):
+        items = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(TrainConfig)}
+    elif recipe is None or isinstance(recipe, dict):
+        items = dict(recipe or {})
+    else:
+        raise UnlearnkitError(f"recipe= is a {type(recipe).__name__}; pass a TrainConfig or a dict of train.* settings")
+    for key, value in items.items():
+        set_path(cfg, key if str(key).startswith("train.") else f"train.{key}", value)
     return validate(cfg).train
 
 
@@ -243,7 +267,9 @@ def audit(model: nn.Module, *, forget, retain, test, val=None, reference: nn.Mod
     """
     from unlearnkit import audit as audit_package  # noqa: PLC0415
 
+    _check_seed(seed, "audit")
     runtime = _runtime(device)
+    seed = int(seed)
     parts = _build(model, runtime.device, seed, forget=forget, retain=retain, val=val if val is not None else test, test=test)
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="unlearnkit-audit-"))

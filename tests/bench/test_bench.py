@@ -13,7 +13,6 @@ from unlearnkit.bench.leaderboard import mean_ci
 from unlearnkit.bench.runner import run_bench
 from unlearnkit.cli.main import main
 from unlearnkit.config import resolve_config
-from unlearnkit.errors import UnlearnkitError
 
 # Digits at a short recipe: the whole grid stays well inside the test budget.
 SMOKE = {"train.epochs": 6}
@@ -121,6 +120,9 @@ def test_failed_job_is_isolated(tmp_path, cache_dir):
     (["--seeds", "2", "--forget", "random:0.1,class:3"], ["original/seed1", "audit/class:3/finetune/seed1"], ["seed2"]),
     # One bench per seed (a core or machine each) on one store; --seeds N from 0 then gathers them.
     (["--seed-start", "2", "--seeds", "2"], ["original/seed2", "audit/random:0.1/finetune/seed3"], ["seed0", "seed1", "seed4"]),
+    # A comma inside one scenario separates its classes; a new scenario starts at a spec kind.
+    (["--forget", "random:0.1,class:3,5:0.5,class:3,5"], ["method/class:3,5:0.5/finetune/seed0", "method/class:3,5/finetune/seed0",
+                                                        "method/random:0.1/finetune/seed0"], ["class:5", "seed1"]),
 ])
 def test_dry_run_plans_without_running(tmp_path, cache_dir, capsys, argv, planned, not_planned):
     out = tmp_path / "dry"
@@ -148,6 +150,11 @@ def test_a_bench_of_one_later_seed_runs_and_says_which(tmp_path, cache_dir):
     (["--forget", "class:elephant"], "unknown class 'elephant'"),
     (["--set", "finetune.lrr=1"], "no hyperparameter 'lrr'"),
     (["--score-models", "2"], "at least 3 models per side"),
+    (["--methods", "retrain"], "names no method to compare with retraining"),
+    (["--methods", " , "], "names no method to compare with retraining"),
+    # A setting for a method outside the bench would be checked, then silently unused.
+    (["--methods", "finetune", "--set", "scrub.lr=0.5"], "--set scrub.* applies to a method that is not in --methods"),
+    (["--set", "method.lr=0.1"], "a bench sets hyperparameters per method, e.g. --set finetune.lr=..."),
 ])
 def test_bench_bad_input(tmp_path, cache_dir, capsys, argv, message):
     out = tmp_path / "bad"
@@ -155,6 +162,13 @@ def test_bench_bad_input(tmp_path, cache_dir, capsys, argv, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
     assert not out.exists()
+
+
+def test_methods_and_scenarios_are_kept_once_in_order():
+    from unlearnkit.bench.plan import parse_methods, parse_scenarios
+
+    assert parse_methods("scrub, finetune,scrub,retrain") == ["scrub", "finetune"]
+    assert parse_scenarios("class:3,5, random:0.1,class:3,5") == ["class:3,5", "random:0.1"]
 
 
 def test_mean_ci():

@@ -6,7 +6,6 @@ import sys
 
 import pytest
 
-from unlearnkit.cli.main import main
 from helpers import assert_one_line_error, run_cli
 
 

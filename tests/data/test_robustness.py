@@ -3,36 +3,25 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from unlearnkit.data.cache import tree_digest
 from unlearnkit.data.sources import load_dataset
 from unlearnkit.errors import UnlearnkitError
 
-from helpers import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, needs_symlinks, run_cli, write_images
 
-needs_symlinks = pytest.mark.skipif(not hasattr(os, "symlink") or os.name == "nt", reason="needs POSIX symlinks")
-
-
-def _images(folder: Path, n: int, seed: int) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).save(folder / f"{i}.png")
 
 
 @needs_symlinks
 def test_symlinked_class_folders_are_followed(tmp_path):
     store = tmp_path / "store"  # where the images really live
-    _images(store / "cats", 3, 0)
-    _images(store / "dogs-test", 2, 1)
+    write_images(store / "cats", 3, 0)
+    write_images(store / "dogs-test", 2, 1)
     tree = tmp_path / "pets"
-    _images(tree / "train" / "bird", 3, 2)
-    _images(tree / "test" / "bird", 2, 3)
+    write_images(tree / "train" / "bird", 3, 2)
+    write_images(tree / "test" / "bird", 2, 3)
     os.symlink(store / "cats", tree / "train" / "cat")
     (tree / "test").mkdir(exist_ok=True)
     os.symlink(store / "dogs-test", tree / "test" / "cat")
@@ -45,9 +34,9 @@ def test_symlinked_class_folders_are_followed(tmp_path):
 @needs_symlinks
 def test_symlink_loops_end_and_the_cache_key_sees_linked_files(tmp_path):
     store = tmp_path / "store"
-    _images(store / "cats", 2, 0)
+    write_images(store / "cats", 2, 0)
     tree = tmp_path / "pets"
-    _images(tree / "train" / "bird", 2, 1)
+    write_images(tree / "train" / "bird", 2, 1)
     os.symlink(store / "cats", tree / "train" / "cat")
     os.symlink(tree / "train", store / "cats" / "loop")  # cat/loop -> train/ -> cat/ -> ...
     os.symlink(tree, tree / "train" / "bird" / "up")  # and a link to the top of the tree
@@ -55,7 +44,7 @@ def test_symlink_loops_end_and_the_cache_key_sees_linked_files(tmp_path):
     ids = bundle.train.ids.tolist() + bundle.test.ids.tolist()  # no test/: one image per class is carved off
     assert sorted(ids) == ["train/bird/0.png", "train/bird/1.png", "train/cat/0.png", "train/cat/1.png"]
     before = tree_digest(tree)
-    _images(store / "cats", 3, 5)  # a new image behind the link must change the cache key
+    write_images(store / "cats", 3, 5)  # a new image behind the link must change the cache key
     assert tree_digest(tree) != before
     cache = tmp_path / "cache"
     first = load_dataset(str(tree), cache_dir=cache)
@@ -63,8 +52,8 @@ def test_symlink_loops_end_and_the_cache_key_sees_linked_files(tmp_path):
 
 
 def test_one_class_dataset_is_refused(tmp_path):
-    _images(tmp_path / "solo" / "train" / "cat", 4, 0)
-    _images(tmp_path / "solo" / "test" / "cat", 2, 1)
+    write_images(tmp_path / "solo" / "train" / "cat", 4, 0)
+    write_images(tmp_path / "solo" / "test" / "cat", 2, 1)
     with pytest.raises(UnlearnkitError, match=r"^dataset .*solo has only one class \('cat'\) .*two or more classes") as info:
         load_dataset(str(tmp_path / "solo"), use_cache=False)
     assert "\n" not in str(info.value)

@@ -10,7 +10,6 @@ import csv
 import io
 import pickle
 import tarfile
-import time
 import zipfile
 from pathlib import Path
 

@@ -14,23 +14,15 @@ import torch
 import torch.nn.functional as F
 
 from unlearnkit.methods import get_method, unlearn
-from unlearnkit.methods.base import MethodContext
 from unlearnkit.methods.common import probe_loss
 from unlearnkit.methods.gan import attack_features
 from unlearnkit.methods.neggrad import CLASS_GONE, _stop_gate, ascent_ce, forget_logits, still_predicted
 from unlearnkit.params import search_space
-from unlearnkit.training.pipeline import evaluate_parts, load_run
+from unlearnkit.training.pipeline import evaluate_parts
+
+from helpers import method_context
 
 
-@pytest.fixture(scope="module")
-def digits(digits_run):
-    run = load_run(digits_run)
-    return run, run.load_model()
-
-
-def _ctx(digits, spec):
-    run, model = digits
-    return MethodContext(run.split.with_forget(spec), run.normalizer, run.runtime, model, run.config.train, run.fresh_model)
 
 
 # (method, settings, most forget accuracy left, most retain points lost). The settings lie in the
@@ -66,14 +58,14 @@ def test_a_class_request_removes_the_class_and_keeps_retain(digits, method, hp, 
 
 def test_the_stop_gate_follows_the_request(digits):
     # Random: the CE gate of before (target = the original's held-out CE, start = its forget CE).
-    ctx = _ctx(digits, "random:0.1")
+    ctx = method_context(digits, "random:0.1")
     gate, measure = _stop_gate(ctx, 0.0, 64)
     assert gate.target == pytest.approx(probe_loss(ctx, "val", 64))
     assert gate.level == pytest.approx(probe_loss(ctx, "forget", 64))
     logits, y = torch.randn(6, 10), torch.tensor([3, 1, 3, 0, 3, 2])
     assert measure(logits, y, F.cross_entropy(logits, y)) == pytest.approx(F.cross_entropy(logits, y).item())
     # Class: the share of class-3 samples no longer predicted as 3 (other rows ignored), target CLASS_GONE.
-    gate, measure = _stop_gate(_ctx(digits, "class:3"), 0.0, 64)
+    gate, measure = _stop_gate(method_context(digits, "class:3"), 0.0, 64)
     assert gate.target == CLASS_GONE and gate.level == 0.0
     logits = torch.zeros(6, 10)
     logits[[0, 1, 3], [3, 1, 0]] = 5.0  # sample 0 still predicted as 3; samples 2 and 4 are not
@@ -83,8 +75,8 @@ def test_the_stop_gate_follows_the_request(digits):
         gate.observe(1.0)
     assert gate.stopped_at is not None
     # An explicit level or "never" ignores the request kind.
-    assert _stop_gate(_ctx(digits, "class:3"), 2.5, 64)[0].target == 2.5
-    assert math.isinf(_stop_gate(_ctx(digits, "class:3"), -1.0, 64)[0].target)
+    assert _stop_gate(method_context(digits, "class:3"), 2.5, 64)[0].target == 2.5
+    assert math.isinf(_stop_gate(method_context(digits, "class:3"), -1.0, 64)[0].target)
 
 
 def test_the_random_request_path_is_the_plain_forward_and_ce():
@@ -138,6 +130,6 @@ def test_a_class_margin_keeps_a_sample_pushing_until_it_is_that_far_below_anothe
     ce = F.cross_entropy(logits, y, reduction="none")
     assert torch.allclose(ascent_ce(logits, y, True, 1.0), (ce[0] + ce[1]) / 3)
     # The guard sees the same samples as removed.
-    ctx = _ctx(digits, "class:3")
+    ctx = method_context(digits, "class:3")
     assert _stop_gate(ctx, 0.0, 64, class_margin=1.0)[1](logits, y, None) == pytest.approx(1 / 3)
     assert _stop_gate(ctx, 0.0, 64)[1](logits, y, None) == pytest.approx(2 / 3)

@@ -30,6 +30,13 @@ OVER_BUDGET = {
 }
 
 
+# Numeric fields whose every finite value is valid, each with its reason (the test below checks all others declare a range).
+UNBOUNDED = {
+    ("neggrad", "stop_loss"): "> 0 a CE level, 0 the request's own level, and any value < 0 disables the guard",
+    ("neggrad+", "stop_loss"): "as neggrad's",
+}
+
+
 def _numeric_fields(cls) -> list[dataclasses.Field]:
     hints = typing.get_type_hints(cls)
     return [f for f in dataclasses.fields(cls) if hints[f.name] in (int, float)]
@@ -50,7 +57,8 @@ def test_every_numeric_field_declares_a_valid_range_and_searches_inside_it(metho
     cls = get_method(method).Hparams
     for f in _numeric_fields(cls):
         s = spec_of(f)
-        assert s.choices is not None or any(b is not None for b in (s.ge, s.gt, s.le, s.lt)), f"{method}.{f.name} has no valid range"
+        bounded = s.choices is not None or any(b is not None for b in (s.ge, s.gt, s.le, s.lt))
+        assert bounded != ((method, f.name) in UNBOUNDED), f"{method}.{f.name} has no valid range (or is listed in UNBOUNDED but has one)"
         if s.search is not None and isinstance(s.search, tuple):
             assert s.violation(s.search[0]) is None and s.violation(s.search[1]) is None
     check_search_space(cls, method)  # raises TypeError on a search range outside the valid range

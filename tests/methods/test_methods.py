@@ -95,6 +95,28 @@ def test_method_unlearns_and_leaves_the_original_alone(digits, results, original
     assert after["forget_acc"] <= before["forget_acc"] + FORGET_TOL, (method, spec, before, after)
 
 
+@pytest.mark.parametrize("method", list_methods())
+def test_the_unlearned_model_comes_back_in_eval_mode(digits, results, method):
+    # The methods train it (`run_epoch` sets train mode); a caller's plain forward must predict with
+    # the running statistics and leave them as they are, as on the original.
+    run, _ = digits
+    split, out = results(method, "random:0.1")
+    assert out.training is False and not any(m.training for m in out.modules())
+    before = copy.deepcopy(out.state_dict())
+    x = run.normalizer(torch.as_tensor(split.part("val").images[:16]), False).to(run.runtime.device)
+    with torch.no_grad():
+        out(x)
+    assert all(torch.equal(before[k], v) for k, v in out.state_dict().items()), f"{method}: a forward moved its buffers"
+
+
+def test_a_train_mode_input_also_gives_an_eval_mode_model(digits):
+    run, model = digits
+    train_mode = copy.deepcopy(model).train()
+    out = unlearn(train_mode, run.split.with_forget("random:0.1"), "finetune", normalizer=run.normalizer,
+                  runtime=run.runtime, recipe=run.config.train, epochs=0.2)
+    assert out.training is False and train_mode.training is True  # the caller's model keeps its own mode
+
+
 @pytest.mark.parametrize("method", ["random_label", "gan"])
 def test_same_seed_gives_identical_weights_and_another_seed_does_not(digits, method):
     _, a = _unlearn(digits, method, "random:0.1", seed=3)

@@ -210,3 +210,78 @@ def test_a_bench_job_refuses_to_run_values_other_than_its_key_holds(entries_dir,
     defaults.write_entry(_entry(cfg))  # back to the planned entry: the job runs
     forget_run(digits_run, "finetune", "random:0.1", tmp_path / "job", expect_hparams=resolved)
     assert json.loads((tmp_path / "job" / "run.json").read_text())["hparams"]["lr"] == VALUES["lr"]
+
+
+@pytest.mark.parametrize(("spec", "kind"), [
+    # A chain's forget_spec joins its requests with " + " (`Split.with_forget`): the latest one decides.
+    ("class:3 + class:5", "class"), ("class:3 + random:50", "random"), ("random:0.1 + class:3", "class"),
+    ("class:3:0.5 + class:5", "class"), ("random:0.1 + subclass:maple_tree", None),
+])
+def test_a_chain_takes_the_kind_of_its_latest_request(spec, kind):
+    from unlearnkit.tuning.scenarios import kind_of
+
+    assert kind_of(spec) == kind
+
+
+def test_the_latest_request_of_a_chain_keeps_a_separator_inside_its_own_text():
+    from unlearnkit.tuning.scenarios import latest_request
+
+    assert latest_request("class:3 + ids:/data/a + b.txt") == "ids:/data/a + b.txt"  # " + " inside a file path
+    assert latest_request("ids:a.txt + class:2 + ids:b.txt") == "ids:b.txt"
+    assert latest_request("random:0.1") == "random:0.1"
+
+
+def test_a_chain_after_a_class_request_runs_with_the_latest_requests_entry(entries_dir, digits_run, tmp_path, capsys,
+                                                                           monkeypatch):
+    """forget class:3, then class:5 or random:50 from that run: both run (the joined spec was once parsed
+    as a class share) and each takes the entry of its own request's kind, by the CLI and the Python API."""
+    import unlearnkit as uk
+    from unlearnkit.methods import finetune
+
+    cfg = uk.load_run(digits_run).config
+    defaults.write_entry(_entry(cfg, kind="random", values={"epochs": 0.2, "lr": 0.01}))
+    defaults.write_entry(_entry(cfg, kind="class", values={"epochs": 0.2, "lr": 0.03}))
+    first = tmp_path / "c3"
+    assert run_cli(capsys, "forget", digits_run, "--method", "finetune", "--forget", "class:3", "--out", first)[0] == 0
+    for spec, lr in [("class:5", 0.03), ("random:50", 0.01)]:
+        out = tmp_path / spec.replace(":", "-")
+        code, _, err = run_cli(capsys, "forget", first, "--method", "finetune", "--forget", spec, "--out", out)
+        assert code == 0, err
+        info = json.loads((out / "run.json").read_text())
+        assert info["forget_spec"] == f"class:3 + {spec}" and info["hparams"]["lr"] == lr
+        assert info["hparams_source"]["entry"].split("/")[1] == spec.partition(":")[0]
+
+    run = uk.load_run(digits_run)
+    seen = []
+    monkeypatch.setattr(finetune.Finetune, "run", lambda self, model, ctx, hp: seen.append(hp.lr) or model)
+    for chain in (["class:3", "class:5"], ["class:3", "random:50"], ["random:0.1", "class:3"]):
+        split = run.split
+        for spec in chain:
+            split = split.with_forget(spec)
+        uk.unlearn(run.load_model(), split, "finetune", normalizer=run.normalizer, runtime=run.runtime, recipe=run.config)
+    assert seen == [0.03, 0.01, 0.03]
+
+
+@pytest.mark.parametrize("classes, seed, spec", [
+    (("airplane", "automobile", "bird"), 4, "class:1"),  # names: the plain index, as before (same store keys)
+    (("0", "1", "2"), 4, "class:1"),  # numeric names that equal their index: not ambiguous
+    (("1", "2", "3", "4"), 5, "class:#1"),  # Kaggle labels 1..4: "1" names class 0, so index 1 is written #1
+])
+def test_class_tuning_sets_name_their_class_unambiguously(classes, seed, spec):
+    from unlearnkit.data.splits import _class_label
+    from unlearnkit.tuning.scenarios import KINDS
+
+    made = KINDS["class"].spec(None, seed, classes)
+    assert made == spec
+    assert _class_label(classes, made.split(":", 1)[1], made) == seed % len(classes)
+
+
+def test_the_whole_class_hint_writes_an_ambiguous_name_unambiguously():
+    from unlearnkit.data.splits import _class_label
+    from unlearnkit.methods.api import _name_token
+
+    classes = ("1", "2", "3", "4")
+    for index in range(4):
+        token = _name_token(classes, index)
+        assert _class_label(classes, token, f"class:{token}") == index
+    assert _name_token(("cat", "dog"), 1) == "dog"

@@ -3,7 +3,6 @@ RA on a seeded random retain subset, everything else exactly a full audit's."""
 
 from __future__ import annotations
 
-import json
 from types import SimpleNamespace
 
 import numpy as np

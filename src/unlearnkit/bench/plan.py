@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,10 +75,32 @@ def content_key(payload: dict[str, Any]) -> str:
 
 
 def parse_methods(text: str) -> list[str]:
-    names = [m for m in list_methods() if m != "retrain"] if text == "all" else [t.strip() for t in text.split(",") if t.strip()]
+    """`--methods` of bench: `all` or comma-separated names; repeats are kept once (they are the same jobs).
+
+    retrain is always run (it is the reference), so it is dropped here; a list with nothing else is an error.
+    """
+    names = [m for m in list_methods() if m != "retrain"] if text.strip() == "all" else [t.strip() for t in text.split(",") if t.strip()]
     for name in names:
         get_method(name)  # one-line error listing valid methods
-    return [n for n in names if n != "retrain"]
+    names = list(dict.fromkeys(n for n in names if n != "retrain"))
+    if not names:
+        raise UnlearnkitError(f"--methods {text!r} names no method to compare with retraining (which every bench runs); "
+                              "give one or more, e.g. --methods finetune,scrub, or --methods all")
+    return names
+
+
+def parse_scenarios(text: str) -> list[str]:
+    """`--forget` of bench: scenarios separated by commas.
+
+    A comma also separates the classes of one scenario (`class:3,5`, `subclass:baby,boy:0.5`), so a
+    new scenario starts only where a forget-spec kind follows the comma (`random:0.1,class:3,5` is
+    two scenarios). Repeated scenarios are kept once: they would be the same jobs.
+    """
+    from unlearnkit.data.splits import FORGET_SPECS  # noqa: PLC0415
+
+    kinds = "|".join(re.escape(k) for k in FORGET_SPECS)
+    parts = re.split(rf",(?=\s*(?:{kinds}):)", text)
+    return list(dict.fromkeys(p.strip() for p in parts if p.strip()))
 
 
 def build_plan(

@@ -12,7 +12,7 @@ import numpy as np
 from unlearnkit.bench.executors import run_local, run_ray
 from unlearnkit.bench.jobs import SUMMARY
 from unlearnkit.bench.leaderboard import FILES, build_rows, write_leaderboard
-from unlearnkit.bench.plan import Plan, build_plan, parse_methods
+from unlearnkit.bench.plan import Plan, build_plan, parse_methods, parse_scenarios
 from unlearnkit.config import RunConfig
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.files import json_text
@@ -80,8 +80,13 @@ def run_bench(
         raise UnlearnkitError(f"--seeds must be >= 1, got {seeds}")
     seed_list = list(range(seed_start, seed_start + seeds))
     names = parse_methods(methods)
+    unused = sorted(set(hparams or {}) - set(names) - {"retrain"})
+    if unused:
+        # A setting for a method that is not in the bench would be validated and then silently ignored.
+        raise UnlearnkitError(f"--set {unused[0]}.* applies to a method that is not in --methods ({', '.join(names)}); "
+                              f"add {unused[0]} to --methods or drop the setting")
     cfg = with_absolute_paths(cfg)  # jobs (and Ray workers) may run in another working directory
-    scenarios = [s.strip() for s in forget.split(",") if s.strip()]
+    scenarios = parse_scenarios(forget)
     bundle = load_data(cfg)  # validates --data and gives the fingerprint every key depends on
     from unlearnkit.data.splits import make_split  # noqa: PLC0415
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from unlearnkit.cli.registry import command, with_arguments
+from unlearnkit.errors import UnlearnkitError
 from unlearnkit.tables import console, print_table
 
 
@@ -42,6 +43,9 @@ def bench_cmd(args: argparse.Namespace) -> int:
     for item in args.overrides:
         key, _, value = item.partition("=")
         head = key.split(".", 1)[0]
+        if head == "method":
+            # forget's `method.lr` does not say which method a bench means.
+            raise UnlearnkitError(f"--set {key}: a bench sets hyperparameters per method, e.g. --set finetune.{key.split('.', 1)[-1]}=...")
         if head in list_methods() and "." in key:
             hparams.setdefault(head, {})[key.split(".", 1)[1]] = value
         else:

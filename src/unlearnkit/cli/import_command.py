@@ -22,8 +22,9 @@ def _import_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--std", help="per-channel input std, e.g. 0.25,0.24,0.26")
     p.add_argument("--normalize", choices=["fit"], help="fit: compute mean/std on the members (as `unlearnkit train` does)")
     p.add_argument("--recipe", metavar="PRESET", help="the preset it was trained with (enables exact retraining)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="train.KEY=VALUE",
-                   help="declare the training recipe (or change the preset's), e.g. --set train.epochs=10 (repeatable)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="declare the training recipe (or change the preset's): train.*, data.val_fraction/test_fraction, "
+                        "runtime.* (e.g. runtime.precision=bf16), or model.flip_tta=true; e.g. --set train.epochs=10 (repeatable)")
 
 
 @command("import", "Make a run directory from a checkpoint trained elsewhere, so forget, audit and compare work on it.")

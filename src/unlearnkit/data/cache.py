@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from unlearnkit.errors import UnlearnkitError
+
 CACHE_ENV = "UNLEARNKIT_CACHE"
 # Bump when the layout or meaning of an entry changes: old entries then simply stop matching.
 CACHE_FORMAT = 1
@@ -66,8 +68,16 @@ def tree_digest(root: str | os.PathLike, files: Iterable[str | os.PathLike] | No
         paths = [base / f for f in files]
     rows = []
     for p in paths:
-        st = p.stat()
-        rows.append((p.relative_to(base).as_posix(), st.st_size, st.st_mtime_ns))
+        try:
+            st = p.stat()
+            size = st.st_size
+        except FileNotFoundError:
+            if not p.is_symlink():
+                raise
+            # A dangling link: the key covers the link itself (size -1 marks it), and the load decides as it
+            # would uncached (a dangling image is a one-line error, any other dangling file is ignored).
+            st, size = p.lstat(), -1
+        rows.append((p.relative_to(base).as_posix(), size, st.st_mtime_ns))
     rows.sort()
     return hashlib.sha256(json.dumps(rows).encode("utf-8")).hexdigest()
 
@@ -82,7 +92,7 @@ def walk_tree(root: str | os.PathLike) -> Iterator[tuple[str, list[str], list[st
     # The real paths of the folders on the way down to each folder: a child whose real path is among
     # them would walk forever. (A set of all folders seen would also drop two links to one folder.)
     chain: dict[str, frozenset[str]] = {}
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=_unreadable_folder):
         here = chain.pop(dirpath, None) or frozenset({os.path.realpath(dirpath)})
         keep = []
         for d in dirnames:
@@ -93,6 +103,16 @@ def walk_tree(root: str | os.PathLike) -> Iterator[tuple[str, list[str], list[st
                 chain[child] = here | {real}
         dirnames[:] = keep
         yield dirpath, dirnames, filenames  # (folders the caller prunes leave a small, harmless chain entry)
+
+
+def _unreadable_folder(exc: OSError) -> None:
+    # os.walk's default skips a folder it cannot list: an unreadable class folder would silently vanish.
+    if os.path.basename(exc.filename or "") == "lost+found":
+        return  # the root-only folder at the top of a mounted volume holds no data
+    raise UnlearnkitError(
+        f"cannot read folder {exc.filename} ({exc.strerror or type(exc).__name__}): check its permissions, "
+        f"or move it out of the dataset"
+    ) from None
 
 
 def make_key(parts: Mapping[str, object]) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -106,6 +107,7 @@ def make_split(bundle: DatasetBundle, val_fraction: float = 0.2, seed: int = 0) 
     from sklearn.model_selection import train_test_split  # lazy: importing sklearn costs seconds, a split needs it once
 
     _check_seed(seed)
+    _check_val_fraction(val_fraction)
     n = len(bundle.train.labels)
     positions = np.arange(n)
     labels = bundle.train.labels
@@ -122,6 +124,15 @@ def _check_seed(seed: object) -> None:
     # confusing message about val_fraction, or (negative) not at all in the forget draws.
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
         raise UnlearnkitError(f"seed must be a whole number from 0 to {2**32 - 1}, got {seed!r}: pass e.g. --seed 0")
+
+
+def _check_val_fraction(val_fraction: object) -> None:
+    # sklearn reads an int test_size as a count: val_fraction=20 (meant as 20%) would hold out 20 samples.
+    # (No whole number lies strictly between 0 and 1, and NaN fails the comparison, so the range check covers both.)
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, numbers.Real) or not 0.0 < val_fraction < 1.0:
+        raise UnlearnkitError(
+            f"val_fraction must be a fraction between 0 and 1 (exclusive), got {val_fraction!r}: pass e.g. 0.2 for 20%"
+        )
 
 
 def split_from_manifest(bundle: DatasetBundle, manifest: dict, where: str = "split manifest") -> Split:
@@ -183,17 +194,15 @@ def _random(split: Split, arg: str, spec: str) -> np.ndarray:
 def _classes(split: Split, arg: str, spec: str) -> np.ndarray:
     """Every member of the named classes, or with `:<fraction>` that share of each class (seeded)."""
     names, fraction = class_fraction(arg, spec)
-    wanted = []
-    for token in [t.strip() for t in names.split(",") if t.strip()]:
-        if token in split.classes:
-            wanted.append(split.classes.index(token))
-        elif token.isdigit() and int(token) < split.num_classes:
-            wanted.append(int(token))
-        else:
-            raise UnlearnkitError(
-                f"forget spec {spec!r}: unknown class {token!r}; classes are: {', '.join(split.classes)}"
-            )
+    wanted = [_class_label(split.classes, token, spec) for token in [t.strip() for t in names.split(",") if t.strip()]]
     labels = split.bundle.train.labels[split.train_idx]
+    # A named class without members would silently shrink the request ("class:a,c" forgetting only a).
+    empty = [split.classes[w] for w in sorted(set(wanted)) if not np.any(labels == w)]
+    if empty:
+        raise UnlearnkitError(
+            f"forget spec {spec!r}: class {', '.join(repr(c) for c in empty)} has no member in the training split "
+            f"(its images are all held out for validation, or it has no training images): drop it from the spec"
+        )
     if fraction is None:
         return split.train_idx[np.isin(labels, wanted)]
     rng = _spec_rng(split, spec)
@@ -204,6 +213,32 @@ def _classes(split: Split, arg: str, spec: str) -> np.ndarray:
         count = min(len(members), max(1, round(fraction * len(members)))) if len(members) else 0
         chosen.append(rng.choice(members, size=count, replace=False))
     return np.concatenate(chosen) if chosen else np.empty(0, dtype=np.int64)
+
+
+def _class_label(classes: tuple[str, ...], token: str, spec: str) -> int:
+    """The label a `class:` token names: a class name or an index; `#N` forces the index, `=NAME` the name."""
+    # isascii: str.isdigit() also accepts '²' and other scripts' digits, which int() then rejects or misreads.
+    is_index = lambda text: text.isascii() and text.isdigit()  # noqa: E731
+    if token.startswith("#") and is_index(token[1:]):
+        if int(token[1:]) < len(classes):
+            return int(token[1:])
+    elif token.startswith("=") and token[1:] in classes:
+        return classes.index(token[1:])
+    else:
+        by_name = classes.index(token) if token in classes else None
+        by_index = int(token) if is_index(token) and int(token) < len(classes) else None
+        if by_name is not None and by_index is not None and by_name != by_index:
+            # Numeric class names (Kaggle labels 1..4) make "1" both a name and another class's index.
+            raise UnlearnkitError(
+                f"forget spec {spec!r}: class {token!r} is ambiguous: it is the name of class #{by_name} and the index of "
+                f"class {classes[by_index]!r}; write ={token} for the class named {token!r} or #{token} for index {token}"
+            )
+        if by_name is not None or by_index is not None:
+            return by_name if by_name is not None else by_index
+    raise UnlearnkitError(
+        f"forget spec {spec!r}: unknown class {token!r}; classes are: {', '.join(classes)} "
+        f"(or an index 0..{len(classes) - 1})"
+    )
 
 
 def class_fraction(arg: str, spec: str) -> tuple[str, float | None]:
@@ -240,7 +275,9 @@ def _subclasses(split: Split, arg: str, spec: str) -> np.ndarray:
 
 
 def _ids(split: Split, path_text: str, spec: str) -> np.ndarray:
-    path = Path(path_text)
+    path = Path(path_text).expanduser()
+    if path.is_dir():
+        raise UnlearnkitError(f"forget id file {path} is a folder; give ids:<file> with one sample id per line or an `id` CSV column")
     if not path.is_file():
         raise UnlearnkitError(f"forget id file {path} does not exist; give ids:<file> with one sample id per line or an `id` CSV column")
     ids = read_id_file(path)
@@ -274,13 +311,33 @@ def read_id_file(path: Path) -> list[str]:
         ) from None
     except OSError as exc:
         raise UnlearnkitError(f"cannot read forget id file {path} ({exc.strerror or exc}): check its permissions") from None
-    lines = [ln for ln in text.splitlines() if ln.strip()]
     if path.suffix.lower() == ".csv":
-        rows = list(csv.DictReader(lines))
-        if not rows or "id" not in rows[0]:
+        return _csv_ids(text, path)
+    return [ln.strip() for ln in text.splitlines() if ln.strip()]
+
+
+def _csv_ids(text: str, path: Path) -> list[str]:
+    """The `id` column of a CSV; the header is matched ignoring case and spaces, as in labels CSVs."""
+    try:
+        reader = csv.reader(io.StringIO(text))
+        header = next((row for row in reader if any(cell.strip() for cell in row)), None)
+        columns = [h.strip().lower() for h in header or []]
+        if header is not None and "id" not in columns:
             raise UnlearnkitError(f"forget id file {path} has no `id` column; add a header line with `id`")
-        return [str(r["id"]).strip() for r in rows]
-    return [ln.strip() for ln in lines]
+        ids = []
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue  # blank lines (a trailing newline or two) are harmless
+            i = columns.index("id")
+            if len(row) <= i or not row[i].strip():
+                # A short or empty row would otherwise become the id 'None' or '' and fail far from its cause.
+                raise UnlearnkitError(f"forget id file {path} line {reader.line_num} has no id: fix or delete the line")
+            ids.append(row[i].strip())
+    except csv.Error as exc:
+        raise UnlearnkitError(f"forget id file {path} is not valid CSV ({exc}): fix the file") from None
+    if not ids:
+        raise UnlearnkitError(f"forget id file {path} has no ids; list one sample id per row under the `id` header")
+    return ids
 
 
 # Forget-spec kind -> (selector(split, argument, spec), syntax shown in errors). The order is the order of the help.

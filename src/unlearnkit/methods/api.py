@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import numbers
 import resource
 import shutil
 import sys
@@ -39,13 +40,20 @@ def _warn_if_whole_classes_take_random(parent_split: Split, split: Split, forget
     if tuning_defaults.kind_of(forget) != "random":
         return
     added = dataclasses.replace(split, forget_idx=np.setdiff1d(split.forget_idx, parent_split.forget_idx))
-    gone = [split.classes[c] for c in whole_classes(added, split.num_classes)]
+    gone = [_name_token(split.classes, c) for c in whole_classes(added, split.num_classes)]
     if gone:
         warnings.warn(
             f"--forget {forget} covers every member of class {', '.join(gone)} but takes the random-kind "
             f"hyperparameters (tuned for a share of the members); use --forget class:{','.join(gone)} for the class-tuned ones",
             stacklevel=3,
         )
+
+
+def _name_token(classes, index: int) -> str:
+    """Class `index` by name in a `class:` spec: `=NAME` where NAME is also another class's index (data/splits.py)."""
+    name = classes[index]
+    ambiguous = name.isascii() and name.isdigit() and int(name) != index and int(name) < len(classes)
+    return f"={name}" if ambiguous else name
 
 
 def unlearn(
@@ -62,17 +70,60 @@ def unlearn(
     report: dict[str, Any] | None = None,
     **hparams: Any,
 ) -> nn.Module:
-    """Return an unlearned copy of `model`; `model` itself is never modified.
+    """Return an unlearned copy of `model`, in eval mode; `model` itself is never modified.
 
     `split` must carry a forget set (`split.with_forget("random:0.1")`). `recipe` and
     `model_factory` default to a `TrainConfig()` and a re-initialised copy of `model`'s
     architecture; `retrain` needs them to match the original run (the CLI passes them).
     `report`, when given, receives what the method decided while it ran (e.g. ssd's searched alpha).
+    The copy is returned in eval mode whatever mode `model` was in (call `.train()` to train it
+    further): the methods train it, and a train-mode forward would predict with batch statistics
+    and overwrite its BatchNorm running statistics.
     """
     cls = get_method(method)
+    check_seed(seed, "seed")
     # A RunConfig as `recipe` (e.g. `run.config`) also selects the tuned defaults for its preset and recipe.
     hp, _ = tuning_defaults.hparams_for(method, recipe, split.forget_spec, hparams)
-    recipe = getattr(recipe, "train", recipe)
+    warn_inert_hparams(cls, method, hp, hparams)
+    return _unlearn(cls, method, hp, model, split, normalizer=normalizer, runtime=runtime,
+                    recipe=getattr(recipe, "train", recipe), model_factory=model_factory, seed=seed,
+                    checkpoint=checkpoint, report=report)
+
+
+# torch's generators take a 64-bit seed (torch.manual_seed accepts 0 .. 2**64 - 1; above that it
+# fails with "Overflow when unpacking long long" after the output directory exists).
+MAX_SEED = 2**64 - 1
+
+
+def check_seed(seed: Any, name: str = "--seed") -> None:
+    """A one-line error for a seed torch cannot take (negative, too large, not a whole number)."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise UnlearnkitError(f"{name} {seed!r} is not a whole number; give a seed from 0 to {MAX_SEED} (2**64 - 1)")
+    if seed < 0:
+        raise UnlearnkitError(f"{name} {seed} is negative; give a seed >= 0 (or none: the run's own seed)")
+    if seed > MAX_SEED:
+        raise UnlearnkitError(f"{name} {seed} is too large: torch takes seeds from 0 to {MAX_SEED} (2**64 - 1); give a smaller one")
+
+
+def warn_inert_hparams(cls, method: str, hp: Any, explicit: dict[str, Any]) -> None:
+    """One warning per hyperparameter the user set that has no effect with the others (`Method.inert_fields`):
+    e.g. forget_lr with optimizer=sgd, or neggrad's lr with optimizer=dualoptim.
+
+    Only values that differ from the paper default count: the tuner passes every fixed field at
+    its paper default in every trial, and a default that changes nothing needs no warning.
+    """
+    defaults = dataclasses.asdict(cls.Hparams())
+    inert = cls().inert_fields(hp)
+    for key in explicit:
+        name = key.removeprefix("method.")
+        if name in inert and getattr(hp, name) != defaults.get(name):
+            warnings.warn(f"{method}: method.{name}={getattr(hp, name)!r} has no effect: {inert[name]}", stacklevel=3)
+
+
+def _unlearn(cls, method: str, hp: Any, model: nn.Module, split: Split, *, normalizer: Normalizer | None,
+             runtime: Runtime | None, recipe: TrainConfig | None, model_factory, seed: int,
+             checkpoint: Path | None, report: dict[str, Any] | None) -> nn.Module:
+    """`unlearn` with the hyperparameters already resolved (`forget_run` resolves them itself)."""
     if len(split.forget_idx) == 0:
         raise UnlearnkitError("the split has no forget set; select one with split.with_forget('random:0.1') or --forget")
     runtime = runtime or Runtime.from_config()
@@ -99,7 +150,9 @@ def unlearn(
             f"method {method!r} diverged ({exc}); the original model is untouched — lower method.lr or change its hyperparameters"
         ) from None
     _check_finite(out, method)
-    return out
+    # Methods leave the model in train mode (`run_epoch`); a returned model is for predictions
+    # (eval mode), and a train-mode forward would also overwrite its BatchNorm running statistics.
+    return out.eval()
 
 
 def _one_view(model: nn.Module) -> nn.Module:
@@ -126,6 +179,19 @@ def _copy_views(reference: nn.Module, out: nn.Module) -> None:
 
 
 def _reinitialised(model: nn.Module, seed: int) -> nn.Module:
+    """A copy of `model` with every parameter drawn afresh by its module's `reset_parameters`.
+
+    A parameter held by a module without one (a ViT's position embedding, a custom `nn.Parameter`)
+    would keep its trained value, so a "retrained" reference (or a random teacher) would start
+    partly from the original: refused instead, naming it, since only the caller knows its init.
+    """
+    uncovered = [f"{name}.{p}" if name else p for name, m in model.named_modules()
+                 if not hasattr(m, "reset_parameters") for p, _ in m.named_parameters(recurse=False)]
+    if uncovered:
+        raise UnlearnkitError(
+            f"cannot re-initialise parameter {uncovered[0]!r} of this model ({len(uncovered)} such): its module has no "
+            "reset_parameters(); pass model_factory=lambda seed: <a freshly initialised model> to unlearn"
+        )
     torch.manual_seed(seed)
     fresh = copy.deepcopy(model)
     for m in fresh.modules():
@@ -183,8 +249,8 @@ def forget_run(
 
     cls = get_method(method)
     hp = make_hparams(method, hparams)
-    if seed is not None and seed < 0:
-        raise UnlearnkitError(f"--seed {seed} is negative; give a seed >= 0 (or none: the run's own seed)")
+    if seed is not None:
+        check_seed(seed)
     parent_run = load_run(run_path, data=data)
     if cls.exact:
         from unlearnkit.importer import require_recipe  # noqa: PLC0415
@@ -194,6 +260,7 @@ def forget_run(
     # Tuned defaults for this recipe and scenario kind (else the paper's), then --set; run.json says which.
     hp, hp_source = tuning_defaults.hparams_for(method, parent_run.config, forget, hparams)
     _warn_if_whole_classes_take_random(parent_run.split, split, forget)
+    warn_inert_hparams(cls, method, hp, hparams or {})
     if expect_hparams is not None and dataclasses.asdict(hp) != expect_hparams:
         changed = sorted(k for k, v in dataclasses.asdict(hp).items() if expect_hparams.get(k) != v)
         raise UnlearnkitError(
@@ -231,10 +298,10 @@ def forget_run(
     t0 = time.perf_counter()
     report: dict[str, Any] = {}
     try:
-        unlearned = unlearn(
-            model, split, method, normalizer=parent_run.normalizer, runtime=rt, recipe=parent_run.config.train,
+        # The resolved hyperparameters as they are (`unlearn` would resolve them again from the spec).
+        unlearned = _unlearn(
+            cls, method, hp, model, split, normalizer=parent_run.normalizer, runtime=rt, recipe=parent_run.config.train,
             model_factory=parent_run.fresh_model, seed=seed, checkpoint=run.file(CHECKPOINT_FILE), report=report,
-            **dataclasses.asdict(hp),
         )
     except UnlearnkitError:
         # A failed method leaves no half-made run behind (a killed one keeps its checkpoint for --resume).
@@ -301,6 +368,10 @@ def _job_record(parent_run, cls, method: str, hp, split: Split, request: str, se
         "environment": environment(),
         "runtime": parent_run.runtime.describe(),
     }
+    if parent_run.info.get("imported") is not None:
+        # Carried down every generation: whether the lineage's import declared a training recipe
+        # decides if an exact retrain exists (importer.require_recipe), even once the root has moved.
+        record["imported"] = parent_run.info["imported"]
     if cls.exact and str(parent_path) != root:
         record["requested_from"], record["requested_from_model_sha256"] = str(parent_path), parent_hash
     record["provenance"] = describe(record)

@@ -81,6 +81,18 @@ class Method:
         """
         return None
 
+    # Fields of a method with a forget objective (`dualoptim.OptimizerParams`) that only the shared
+    # SGD reads: a method whose loss has no retain part leaves that SGD unstepped under dualoptim.
+    dualoptim_inert: ClassVar[tuple[str, ...]] = ()
+
+    def inert_fields(self, hp) -> dict[str, str]:
+        """{field: why} for the hyperparameters that have no effect with these values (the others
+        make them inert); `unlearn` warns when the user sets one. By default: the optimiser's
+        (`dualoptim.optimizer_inert`)."""
+        from unlearnkit.methods.dualoptim import optimizer_inert  # noqa: PLC0415
+
+        return optimizer_inert(hp, self.dualoptim_inert)
+
 
 _METHODS: dict[str, type[Method]] = {}
 

@@ -100,7 +100,8 @@ class Critic:
     """The WGAN-GP critic on attack features, with its own Adam optimiser and seeded sampling."""
 
     def __init__(self, dim: int, hidden: int, lr: float, gp_weight: float, real: torch.Tensor, real_labels: torch.Tensor,
-                 seed: int, removed: torch.Tensor | None = None, forgotten: list[int] | None = None):
+                 seed: int, removed: torch.Tensor | None = None, forgotten: list[int] | None = None,
+                 num_classes: int | None = None):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed % 2**63)
             net = nn.Sequential(nn.Linear(dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden),
@@ -112,9 +113,14 @@ class Critic:
         # Real samples are drawn class by class to mirror each fake batch's labels: a forget set
         # of hard classes is compared with held-out samples of the same classes, not with the
         # (easier) average held-out sample, which would push its confidence *up*.
+        # One count per class of the task (`num_classes`), so a class with no held-out sample has
+        # count 0 whatever its index; counted only up to the pool's largest label, a missing
+        # *highest* class fell off the end, and the old clamp matched it with the last present
+        # class alone instead of drawing from all classes. Without `num_classes`, labels past the
+        # pool's largest are treated as absent in `real_batch`.
         labels = real_labels.cpu()
         self.order = torch.argsort(labels, stable=True)
-        counts = torch.bincount(labels, minlength=int(labels.max()) + 1)
+        counts = torch.bincount(labels, minlength=num_classes or 0)  # length max(num_classes, largest label + 1)
         self.counts = counts
         self.offsets = torch.cumsum(counts, 0) - counts
         self.gen = torch.Generator().manual_seed(seed % 2**63)
@@ -125,10 +131,12 @@ class Critic:
     def real_batch(self, labels: torch.Tensor) -> torch.Tensor:
         """One real feature per fake sample: same class (any class where val has none of it), or
         from the class-removed pool for a forgotten class."""
-        y = labels.cpu().clamp_max(len(self.counts) - 1)
+        y = labels.cpu()
         u = torch.rand(len(y), generator=self.gen)
-        have = self.counts[y] > 0
-        pos = torch.where(have, self.offsets[y] + (u * self.counts[y]).long(), (u * len(self.order)).long())
+        known = y < len(self.counts)
+        c = torch.where(known, y, 0)  # a safe index for the lookups; `have` is False for those rows anyway
+        have = known & (self.counts[c] > 0)
+        pos = torch.where(have, self.offsets[c] + (u * self.counts[c]).long(), (u * len(self.order)).long())
         real = self.real[self.order[pos].to(self.real.device)]
         if self.removed is None:
             return real
@@ -199,7 +207,7 @@ class Gan(Method):
         odds = bool(gone)
         real = _features(ctx.original, val, ctx, log_odds=odds)
         critic = Critic(real.shape[1], hp.critic_hidden, hp.critic_lr, hp.gp_weight, real, val.labels,
-                        stream_seed(ctx.seed, "gan/critic"), removed=removed, forgotten=gone)
+                        stream_seed(ctx.seed, "gan/critic"), removed=removed, forgotten=gone, num_classes=ctx.num_classes)
         cfg = method_recipe(ctx, lr=hp.lr, batch_size=hp.batch_size, weight_decay=hp.weight_decay)
         # Warm-up: the critic learns the member/non-member difference of the untouched model first.
         forget = ctx.data("forget")

@@ -24,7 +24,11 @@ def _stop_gate(ctx: MethodContext, stop_loss: float, batch_size: int,
                class_margin: float = 0.0) -> tuple[StopGate, Callable]:
     """The early-stop guard and what it observes per forget batch: `measure(logits, labels, ce)`.
 
-    stop_loss > 0: stop once the smoothed forget CE reaches it; < 0: never stop.
+    stop_loss > 0: stop once the smoothed forget CE reaches it; < 0: never stop. The CE it watches
+    is the plain batch mean over the forget samples; on a class request that is not the ascent's
+    own CE (`ascent_ce`), which counts only the samples still predicted as their class and so
+    never exceeds about ln(num_classes) -- a stop_loss above that (docs once suggested 5 for
+    class removal) could never trip and silently ran the whole budget, as stop_loss -1 does.
     stop_loss 0 ("behave like a model that never saw the forget set") depends on the request:
     - random samples: stop once the smoothed forget CE reaches the original's held-out CE. Both
       that level and the starting one (the original's forget CE) are measured like the training
@@ -43,9 +47,16 @@ def _stop_gate(ctx: MethodContext, stop_loss: float, batch_size: int,
     """
     if stop_loss < 0:
         return StopGate(), _batch_ce
-    gone = forgotten_classes(ctx) if stop_loss == 0 else []
-    if gone:
+    gone = forgotten_classes(ctx)
+    if gone and stop_loss == 0:
         return StopGate(CLASS_GONE, start=0.0, smoothing=CLASS_SMOOTHING), _class_miss(gone, class_margin)
+    if gone:
+        # An explicit level on a class request: the plain forget CE, the level the user means. Its
+        # average starts at the first batch's value (the original's CE on it, measured as the rest:
+        # forget rows of a joint train-mode batch), not at `probe_loss`, whose one-class batches
+        # normalise by their own statistics and read 3.5 where the joint batch reads ~0.1 (digits,
+        # class 3): started there, the average crossed any level below ~3 at the first step.
+        return StopGate(stop_loss), _plain_ce
     start = probe_loss(ctx, "forget", batch_size)
     return StopGate(stop_loss if stop_loss > 0 else probe_loss(ctx, "val", batch_size), start=start), _batch_ce
 
@@ -105,6 +116,10 @@ def _batch_ce(logits: torch.Tensor, labels: torch.Tensor, ce: torch.Tensor) -> f
     return ce.item()
 
 
+def _plain_ce(logits: torch.Tensor, labels: torch.Tensor, ce: torch.Tensor) -> float | None:
+    return F.cross_entropy(logits.detach().float(), labels).item()
+
+
 def _class_miss(gone: list[int], margin: float = 0.0) -> Callable:
     def measure(logits: torch.Tensor, labels: torch.Tensor, ce: torch.Tensor) -> float | None:
         of_class = torch.isin(labels, torch.tensor(gone, device=labels.device))
@@ -115,15 +130,19 @@ def _class_miss(gone: list[int], margin: float = 0.0) -> Callable:
 
 
 def probe_cost(stop_loss: float, sizes: dict[str, int], probe: int = 2048) -> float:
-    """REE of the stop guard's forward-only probes (forget, and val unless an explicit level is given)."""
-    if stop_loss < 0:
+    """REE of the stop guard's forward-only probes (forget, and val unless an explicit level is given).
+
+    None runs on a class request (`_stop_gate`): at stop_loss 0 its guard counts the samples still
+    predicted, and an explicit level's average starts at the first batch's CE.
+    """
+    if stop_loss < 0 or sizes.get("whole_classes"):
         return 0.0
     samples = min(probe, sizes["forget"]) + (min(probe, sizes["val"]) if stop_loss == 0 else 0)
     return FORWARD * samples / sizes["retain"]
 
 
 STOP_LOSS_DOC = ("stop once the smoothed forget CE reaches this; 0 = the original's CE on val (a class request: once "
-                 "the forgotten classes are no longer predicted); -1 (any < 0) = never")
+                 "the forgotten classes are no longer predicted); any value < 0 (e.g. -1) = never")
 
 
 @dataclass
@@ -136,10 +155,14 @@ class NegGradHparams(OptimizerParams):
     # forget loss reaches the held-out loss (past that it only destroys the model).
     # Search: passes up to the paper's 5 epochs; lr over the GA range SalUn's sweeps report (1e-5 .. 1e-3) and above.
     forget_passes: float = param(1.0, gt=0, search=(0.5, 5.0), doc="passes over the forget set (fractions allowed)")
-    lr: float = param(5e-4, gt=0, search=(1e-5, 1e-2), log=True, doc="small on purpose: ascent on CE is unbounded")
+    # lr and weight_decay are the shared SGD's: with optimizer=dualoptim the loss has no retain
+    # part, only the forget Adam (forget_lr) steps, and they change nothing, so lr is searched
+    # only with sgd (NegGrad.dualoptim_inert: a user who sets them with dualoptim is warned).
+    lr: float = param(5e-4, gt=0, search=(1e-5, 1e-2), log=True, search_if=("optimizer", "sgd"),
+                      doc="small on purpose: ascent on CE is unbounded (sgd only: dualoptim steps with forget_lr)")
     batch_size: int = param(0, ge=0, doc="0 = the original recipe's batch size")
-    weight_decay: float = param(0.0, ge=0, doc="no decay: it would pull toward zero, not away from the forget set")
-    stop_loss: float = param(0.0, ge=-1, doc=STOP_LOSS_DOC)
+    weight_decay: float = param(0.0, ge=0, doc="no decay: it would pull toward zero, not away from the forget set (sgd only)")
+    stop_loss: float = param(0.0, doc=STOP_LOSS_DOC)  # any negative value disables the guard: no lower bound
     # Class requests only. 0 = the paper's plain ascent up to the argmax. Searched because the
     # ascent runs in train mode and the audit in eval mode (see `still_predicted`).
     class_margin: float = param(0.0, ge=0, search=(0.0, 6.0), search_kinds=("class",),
@@ -159,6 +182,7 @@ class NegGrad(Method):
     summary = "Gradient ascent on the forget set, stopped when its loss reaches held-out level (GA)."
     paper = "Golatkar et al., CVPR 2020; Jia et al., NeurIPS 2023 (GA baseline)"
     Hparams = NegGradHparams
+    dualoptim_inert = ("lr", "weight_decay")  # a forget-only loss: dualoptim never steps the SGD
 
     def cost(self, hp: NegGradHparams, sizes, recipe) -> float:
         bs = hp.batch_size or recipe.batch_size
@@ -208,7 +232,7 @@ class NegGradPlusHparams(OptimizerParams):
     lr: float = param(0.01, gt=0, search=(1e-4, 0.05), log=True)
     batch_size: int = param(0, ge=0, doc="0 = the original recipe's batch size (both streams)")
     weight_decay: float = param(5e-4, ge=0)
-    stop_loss: float = param(0.0, ge=-1, doc=STOP_LOSS_DOC)
+    stop_loss: float = param(0.0, doc=STOP_LOSS_DOC)  # any negative value disables the guard: no lower bound
 
 
 @register_method

@@ -131,12 +131,12 @@ def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, wandb: bool 
     """Train the original model of `cfg` into the run directory `out` (resumable after a kill)."""
     t_start = time.perf_counter()
     cfg = with_absolute_paths(validate(cfg))
-    run = prepare_out_dir(Path(out), resume=resume, recipe=cfg.recipe())
+    run = prepare_out_dir(Path(out), resume=resume, recipe=cfg.resume_recipe())  # precision included
     if resume and run.finished:
         raise UnlearnkitError(f"--resume: run {run.path} is already finished; nothing to do")
+    runtime = Runtime.from_config(cfg.runtime)  # an absent device (mps, cuda:3) fails before the data load
     bundle = load_data(cfg)  # data errors surface before anything is written
     split = make_split(bundle, cfg.data.val_fraction, cfg.seed)
-    runtime = Runtime.from_config(cfg.runtime)
     if runtime.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(runtime.device)
     normalizer = Normalizer.fit(split.part("train").images)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from unlearnkit.config import RuntimeConfig
+from unlearnkit.config import RuntimeConfig, check_device_name
 from unlearnkit.errors import UnlearnkitError
 
 
@@ -52,7 +52,8 @@ class Runtime:
     compile: bool = False  # torch.compile every model made through `model()`
 
     @classmethod
-    def from_config(cls, cfg: RuntimeConfig | None = None) -> "Runtime":
+    def from_config(cls, cfg: RuntimeConfig | None = None, *, device_key: str = "runtime.device") -> "Runtime":
+        """`device_key`: how errors name the device setting (the Python API's `device=` argument)."""
         cfg = cfg or RuntimeConfig()
         if cfg.device == "auto":
             if torch.cuda.is_available():
@@ -62,9 +63,7 @@ class Runtime:
             else:
                 device = torch.device("cpu")
         else:
-            device = torch.device(cfg.device)
-            if device.type == "cuda" and not torch.cuda.is_available():
-                raise UnlearnkitError(f"runtime.device={cfg.device!r} but CUDA is not available here; use --set runtime.device=cpu")
+            device = _device(cfg.device, device_key)
         if cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda"):
             dtype = torch.bfloat16  # bf16 needs no loss scaling, unlike fp16
         else:
@@ -105,6 +104,25 @@ class Runtime:
         prec = "fp32" if self.autocast_dtype is None else str(self.autocast_dtype).replace("torch.", "")
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else self.device.type
         return f"{name} ({prec}{', channels_last' if self.channels_last else ''}{', compiled' if self.compile else ''})"
+
+
+def _device(name: str, key: str = "runtime.device") -> torch.device:
+    """The device `name` names, checked to exist here: torch.device() accepts cuda:7 on a machine
+    with one GPU (or mps without Metal), and the run would fail only at its first tensor moved there."""
+    check_device_name(name, key)
+    cpu = "--set runtime.device=cpu" if key == "runtime.device" else f"{key}='cpu'"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UnlearnkitError(f"{key}={name!r} but CUDA is not available here; use {cpu}")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise UnlearnkitError(
+                f"{key}={name!r} but this machine has {count} CUDA device(s) (cuda:0 to cuda:{count - 1}); pick one of them"
+            )
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        raise UnlearnkitError(f"{key}={name!r} but MPS (Apple's Metal) is not available here; use {cpu}")
+    return device
 
 
 def check_compiler(device: torch.device) -> None:

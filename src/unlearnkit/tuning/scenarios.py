@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from unlearnkit.data.splits import class_fraction
+from unlearnkit.data.splits import FORGET_SPECS, class_fraction
 from unlearnkit.errors import UnlearnkitError
 
 # The bench and leaderboards evaluate on seeds 0, 1, 2, ...; tuning uses seeds from 100 on, so
@@ -27,7 +27,7 @@ class Kind:
     name: str
     default_arg: str | None  # e.g. "0.1" for random; None: the kind takes no argument
     check_arg: Callable[[str], None]
-    spec: Callable[[str | None, int, int], str]  # (arg, seed, num_classes) -> forget spec for that tuning seed
+    spec: Callable[[str | None, int, tuple[str, ...]], str]  # (arg, seed, class names) -> forget spec for that tuning seed
     describe: str
 
 
@@ -47,15 +47,46 @@ def _no_arg(arg: str) -> None:
     )
 
 
+def _index_token(index: int, classes: tuple[str, ...]) -> str:
+    """`3`, or `#3` where a class is named "3" but is not class 3 (numeric labels): `class:3` would be ambiguous.
+
+    The plain form stays wherever it is unambiguous, so the tuning sets' specs (and the store keys made
+    from them) are those of earlier versions.
+    """
+    name = str(index)
+    return f"#{index}" if name in classes and classes.index(name) != index else name
+
+
 KINDS: dict[str, Kind] = {
-    "random": Kind("random", "0.1", _check_fraction, lambda arg, seed, n: f"random:{arg}",
+    "random": Kind("random", "0.1", _check_fraction, lambda arg, seed, classes: f"random:{arg}",
                    "a random share of the members (ids: files and class requests with a fraction below 1 use this entry too)"),
     # Tuning seed s forgets class s mod C: consecutive seeds forget different classes.
-    "class": Kind("class", None, _no_arg, lambda arg, seed, n: f"class:{seed % n}", "one whole class"),
+    "class": Kind("class", None, _no_arg, lambda arg, seed, classes: f"class:{_index_token(seed % len(classes), classes)}",
+                  "one whole class"),
 }
 
 # Forget-spec prefixes whose requests take the defaults of a tuning kind.
 LOOKUP_KIND = {"random": "random", "ids": "random", "class": "class"}
+
+# How `Split.with_forget` joins the requests of a chain (an unlearned run's split records
+# "class:3 + random:50": forget class 3 first, then 50 more samples from that run).
+CHAIN_SEPARATOR = " + "
+
+
+def latest_request(forget_spec: str) -> str:
+    """The last request of a chained forget spec ("class:3 + class:5" -> "class:5"); a single spec as it is.
+
+    The request being served is the latest one: the earlier ones are already done (their samples
+    are in the parent's forget set), so its kind alone picks the defaults. A request may itself
+    contain the separator (an `ids:` file path with " + " in it), so the latest request is the
+    shortest tail that starts with a known spec prefix.
+    """
+    parts = forget_spec.split(CHAIN_SEPARATOR)
+    for i in range(len(parts) - 1, 0, -1):
+        tail = CHAIN_SEPARATOR.join(parts[i:])
+        if tail.partition(":")[0] in FORGET_SPECS:
+            return tail
+    return forget_spec
 
 
 def parse_kind(text: str) -> tuple[Kind, str | None]:
@@ -83,13 +114,18 @@ def kind_of(forget_spec: str | None) -> str | None:
     the forgotten half should score as held-out cats do: that is the `random` kind's target. Class
     entries over-forget it (cifar10-cpu `class:cat:0.5`: UA 71-100 with four of them where
     retraining has 42; mean gap 13.1 against 9.6 with the random entries; docs/benchmarks.md).
+
+    A chain (`Split.forget_spec` of an unlearned run, "class:3 + random:50") takes the kind of its
+    latest request (`latest_request`): read whole, the text after its last ':' was parsed as a
+    class share ("class:3 + class:5" failed, "random:0.1 + class:3" took the random entry).
     """
     if not forget_spec:
         return None
-    prefix, _, arg = forget_spec.partition(":")
+    request = latest_request(forget_spec)
+    prefix, _, arg = request.partition(":")
     kind = LOOKUP_KIND.get(prefix)
     if kind == "class":
-        _, share = class_fraction(arg, forget_spec)  # the selector's own parsing (and its error for a bad share)
+        _, share = class_fraction(arg, request)  # the selector's own parsing (and its error for a bad share)
         if share is not None and share < 1:
             return "random"
     return kind

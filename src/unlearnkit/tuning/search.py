@@ -27,6 +27,7 @@ from typing import Any
 
 from unlearnkit.config import RunConfig
 from unlearnkit.errors import UnlearnkitError
+from unlearnkit.files import check_output_dir
 from unlearnkit.tuning import defaults as tuned
 from unlearnkit.tuning.objective import (BUDGET, SET_CONSTRAINT, Objective, constraints, estimate_cost, parse_trial_retain,
                                          trial_eval)
@@ -97,6 +98,7 @@ def tune(
     from unlearnkit.training.pipeline import load_data, with_absolute_paths  # noqa: PLC0415
 
     # ---- validate everything first
+    check_output_dir(out)  # a file (or a path through one) as --out: one line now, not a traceback at mkdir
     if trials < 1:
         raise UnlearnkitError(f"--trials must be >= 1, got {trials}")
     if jobs < 1:
@@ -115,7 +117,7 @@ def tune(
     seeds = tuning_seeds(seed_start, sets)
     cfg = with_absolute_paths(cfg)
     bundle = load_data(cfg)
-    specs = [kind.spec(arg, s, len(bundle.classes)) for s in seeds]
+    specs = [kind.spec(arg, s, tuple(bundle.classes)) for s in seeds]
     sizes = []
     for s, spec in zip(seeds, specs):
         split = make_split(bundle, cfg.data.val_fraction, s).with_forget(spec)

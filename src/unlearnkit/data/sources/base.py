@@ -171,6 +171,21 @@ def check_bundle(bundle: object, where: str) -> DatasetBundle:
             )
         if len(part) and (part.labels.min() < 0 or part.labels.max() >= n_classes):
             raise UnlearnkitError(f"{where} returned {split} labels outside 0..{n_classes - 1}: fix the labels or the class list")
+        # Splits and manifests address samples by id: a repeated id would map two samples to one position.
+        unique, counts = np.unique(part.ids, return_counts=True)
+        if len(unique) < len(part):
+            first = int(np.argmax(counts > 1))
+            raise UnlearnkitError(
+                f"{where} returned {split} ids that are not unique ({str(unique[first])!r} appears {counts[first]} times): "
+                f"give every sample its own id"
+            )
+    train_shape, test_shape = bundle.train.images.shape[1:], bundle.test.images.shape[1:]
+    if len(bundle.test) and test_shape != train_shape:
+        # A model is built for the train images' shape; test images of another shape would fail only at evaluation.
+        raise UnlearnkitError(
+            f"{where} returned test images of shape (C, H, W) = {test_shape} but train images of {train_shape}: "
+            f"give both splits the same channels and size"
+        )
     present = np.unique(bundle.train.labels)
     if n_classes < 2 or len(present) < 2:
         only = bundle.classes[int(present[0])] if len(present) else (bundle.classes[0] if bundle.classes else "none")

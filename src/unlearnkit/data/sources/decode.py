@@ -18,6 +18,10 @@ from PIL import Image, UnidentifiedImageError
 from unlearnkit.errors import UnlearnkitError
 # Modes Pillow decodes that carry no colour: kept single-channel unless colour images are mixed in.
 _GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
+# 16-bit grayscale (PNG): convert("L") clips every value above 255 to white, so these are scaled
+# (value >> 8) instead. "I" is what older Pillow releases open a 16-bit PNG as (no format we read has
+# wider integers), so it is scaled the same way, and refused when a value falls outside 0..65535.
+_WIDE_GRAY_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
 # Below this many images a process pool costs more (fork + pickling) than it saves.
 _PARALLEL_MIN_IMAGES = 2000
 # Measured on CIFAR-10 (2 cores): serial 5.3 s, 2 worker processes 2.9 s; threads were slower
@@ -31,6 +35,14 @@ def decode_image(name: str, payload: bytes | str) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(payload) if isinstance(payload, bytes) else payload) as im:
             im.load()  # decode now, inside the try: a truncated file fails here, not later
+            if im.mode in _WIDE_GRAY_MODES:
+                return _scale_16bit(name, np.asarray(im))
+            if im.mode == "F":
+                # Floating-point pixels have no agreed range (0..1? 0..255?): guessing one would be a silent error.
+                raise UnlearnkitError(
+                    f"image {name} has floating-point pixels (mode F), which have no standard 8-bit scaling: "
+                    f"save it as an 8-bit or 16-bit image"
+                )
             if im.mode in _GRAY_MODES:
                 im = im if im.mode == "L" else im.convert("L")
             elif im.mode != "RGB":
@@ -41,6 +53,16 @@ def decode_image(name: str, payload: bytes | str) -> np.ndarray:
         raise UnlearnkitError(
             f"cannot read image {name} ({type(exc).__name__}: {exc}): replace or delete the file"
         ) from None
+
+
+def _scale_16bit(name: str, arr: np.ndarray) -> np.ndarray:
+    """16-bit gray values to 8 bits by their top byte (65535 -> 255, as Pillow's own 16-to-8-bit paths)."""
+    if arr.size and (arr.min() < 0 or arr.max() > 0xFFFF):
+        raise UnlearnkitError(
+            f"image {name} has pixel values outside 0..65535 ({int(arr.min())}..{int(arr.max())}), which have no "
+            f"standard 8-bit scaling: save it as an 8-bit or 16-bit image"
+        )
+    return (arr.astype(np.uint32) >> 8).astype(np.uint8)
 
 
 def _decode_chunk(items: Sequence[tuple[str, bytes | str]]) -> list[np.ndarray]:

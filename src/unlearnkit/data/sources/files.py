@@ -69,7 +69,9 @@ def _file_key_parts(path: Path, csv_path: Path | None, test_fraction: float) -> 
         parts["labels_csv"] = _cache.file_digest(csv_path)
     else:
         beside = kaggle.csvs_beside(path)
-        parts["csvs_beside"] = _cache.tree_digest(path.parent, [p.name for p in beside]) if beside else None
+        # Stat them where csvs_beside found them (the resolved parent), not in path.parent: for "." or a
+        # symlinked folder those differ, and the unresolved one may not hold the CSVs at all.
+        parts["csvs_beside"] = _cache.tree_digest(beside[0].parent, [p.name for p in beside]) if beside else None
     return parts
 
 

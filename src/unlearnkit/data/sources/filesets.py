@@ -10,6 +10,7 @@ import contextlib
 import lzma
 import os
 import posixpath
+import stat
 import tarfile
 import tempfile
 import zipfile
@@ -130,6 +131,7 @@ def _bad_archive(label: str, exc: BaseException) -> UnlearnkitError:
 
 def _tar_file_set(path: Path, label: str) -> FileSet:
     fs = FileSet(label)
+    links: dict[str, str] = {}  # symlink rel path -> its target as stored
     try:
         with tarfile.open(path, "r:*") as tar:
             for member in tar:
@@ -138,17 +140,26 @@ def _tar_file_set(path: Path, label: str) -> FileSet:
                     continue
                 if member.isdir():
                     fs.add_dir(rel)
+                elif member.issym():
+                    links[rel] = member.linkname  # resolved once every member is known (a target may come later)
+                elif member.islnk() and _wanted(rel):
+                    # A hard link names an earlier member: reuse its bytes, else let tarfile find them.
+                    target = fs.files.get(_clean_member(member.linkname) or "")
+                    fs.add_file(rel, target if isinstance(target, bytes) else tar.extractfile(member).read())
                 elif member.isfile() and _wanted(rel):
                     fs.add_file(rel, tar.extractfile(member).read())
-                elif member.isfile():
+                elif member.isfile() or member.islnk():
                     fs.other_files += 1
-    except (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
+    # KeyError: a hard link whose target is not in the archive.
+    except (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError, KeyError) as exc:
         raise _bad_archive(label, exc) from exc
+    _add_symlinks(fs, links)
     return fs
 
 
 def _zip_file_set(path: Path, label: str) -> FileSet:
     fs = FileSet(label)
+    links: dict[str, str] = {}
     try:
         with zipfile.ZipFile(path) as archive:
             for info in archive.infolist():
@@ -157,6 +168,9 @@ def _zip_file_set(path: Path, label: str) -> FileSet:
                     continue
                 if info.is_dir():
                     fs.add_dir(rel)
+                elif stat.S_ISLNK(info.external_attr >> 16):
+                    # `zip -y` stores a symlink as a member whose bytes are its target.
+                    links[rel] = archive.read(info).decode("utf-8", "surrogateescape")
                 elif _wanted(rel):
                     fs.add_file(rel, archive.read(info))
                 else:
@@ -164,7 +178,80 @@ def _zip_file_set(path: Path, label: str) -> FileSet:
     # RuntimeError: encrypted member; NotImplementedError: unsupported compression method.
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error, lzma.LZMAError, RuntimeError, NotImplementedError) as exc:
         raise _bad_archive(label, exc) from exc
+    _add_symlinks(fs, links)
     return fs
+
+
+def _add_symlinks(fs: FileSet, links: dict[str, str]) -> None:
+    """Add what an archive's symlinks point to under the links' own paths, as walk_tree does for a folder.
+
+    A link to a file adds that file's bytes; a link to a folder adds the folder's files and sub-folders
+    (and its own links, recursively). As in walk_tree, a link to a folder on its own path (a loop) adds
+    nothing. A link that leaves the archive, or points to a hidden or missing member, cannot be read from
+    the archive alone: that is a one-line error rather than a silently smaller dataset (a dangling link
+    whose name is not an image or label file is merely counted, as a folder's would be).
+    """
+    if not links:
+        return
+    files, dirs = dict(fs.files), set(fs.dirs)  # the archive's real members, before any link is added
+
+    def resolve(rel: str) -> str | None:
+        """`rel` with every symlink among its components followed; None when it leaves the archive."""
+        done: list[str] = []
+        todo = rel.split("/")
+        for _ in range(40 + len(todo)):  # 40: the kernel's own limit on links followed in one path
+            if not todo:
+                return "/".join(done)
+            here = "/".join(done + [todo[0]])
+            if here not in links:
+                done.append(todo.pop(0))
+                continue
+            target = links[here].replace("\\", "/")
+            joined = posixpath.normpath(posixpath.join(posixpath.dirname(here), target))
+            if target.startswith("/") or joined == ".." or joined.startswith("../"):
+                return None
+            done, todo = [], ([] if joined == "." else joined.split("/")) + todo[1:]
+        return None  # a cycle of links
+
+    def place(link: str, dest: str, chain: frozenset[str]) -> None:
+        real = resolve(link)
+        if real is not None and real in files:
+            if _wanted(dest):
+                fs.add_file(dest, files[real])
+            else:
+                fs.other_files += 1
+        elif real is not None and (real == "" or real in dirs):
+            if real in chain:
+                return  # a link back to a folder on its own path: following it would never end
+            fs.add_dir(dest)
+            prefix = real + "/" if real else ""
+            for rel in [f for f in files if f.startswith(prefix)]:
+                fs.add_file(dest + "/" + rel[len(prefix):], files[rel])
+            for rel in [d for d in dirs if d.startswith(prefix)]:
+                fs.add_dir(dest + "/" + rel[len(prefix):])
+            for rel in sorted(r for r in links if r.startswith(prefix)):
+                place(rel, dest + "/" + rel[len(prefix):], chain | _folders_between(real, rel))
+        elif real is not None and _clean_member(real) == real and not _wanted(dest):
+            fs.other_files += 1  # dangling, and no image or label file: a folder's walk would skip it too
+        else:
+            raise UnlearnkitError(
+                f"symlink {link} -> {links[link]} in {fs.label} cannot be followed inside the archive (its target is "
+                f"outside it, missing or hidden): pack the dataset with links dereferenced (`tar -h`, or zip without -y) "
+                f"so the archive holds the files themselves"
+            )
+
+    for link in sorted(links):
+        place(link, link, _folders_between("", link))
+
+
+def _folders_between(top: str, rel: str) -> frozenset[str]:
+    """The folders from `top` down to the one that holds `rel` (the real path walk_tree's loop check keeps)."""
+    out = {top}
+    folder = posixpath.dirname(rel)
+    while folder and folder != top:
+        out.add(folder)
+        folder = posixpath.dirname(folder)
+    return frozenset(out)
 
 
 @contextlib.contextmanager

@@ -141,7 +141,7 @@ def _parse_labels_csv(text: str, name: str) -> list[tuple[str, str]]:
 
 def csvs_beside(path: Path) -> list[Path]:
     """The CSV files in the folder that holds `path` (where Kaggle's trainLabels.csv sits)."""
-    parent = path.resolve().parent
+    parent = path.resolve().parent  # resolved: for '.' or a linked folder, path.parent is elsewhere
     try:
         return sorted(p for p in parent.iterdir() if p.suffix.lower() == ".csv" and p.is_file())
     except OSError:

@@ -95,9 +95,11 @@ def resolve(method: str, config: Any, forget_spec: str | None, directory: Path |
     "entry": id, "command": ..., "seeds": [...]} or {"kind": "paper", "reason": ...}.
     """
     preset = _preset_of(config)
-    kind = kind_of(forget_spec)
     if preset is None:
         return {}, {"kind": "paper", "reason": "no preset recipe given (tuned defaults match on a run's preset and recipe)"}
+    # Only after the no-preset return: without a preset no entry applies, so the spec's kind is not
+    # needed, and a call with a bare TrainConfig (the Python API) never parses the spec.
+    kind = kind_of(forget_spec)
     if kind is None:
         return {}, {"kind": "paper", "reason": f"forget request {forget_spec!r} has no tuning kind"}
     rhash = recipe_hash(config)
