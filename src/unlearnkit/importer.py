@@ -14,7 +14,7 @@ checkpoint knows none of it, so the user declares each part and nothing is guess
 * **recipe** (`--recipe PRESET` and/or `--set train.KEY=VALUE`): how the model was trained,
   which exact retraining (`forget --method retrain`) and reference pools reuse; without one,
   `require_recipe` refuses them (for the import and every run unlearned from it). Only the
-  preset's `train.*` and `data.*` settings are taken: the model is the checkpoint's (`--arch`,
+  preset's `train.*`, `data.*` and `runtime.precision` settings are taken: the model is the checkpoint's (`--arch`,
   `--width`), evaluated as given, so a preset's `model.flip_tta` (test-time mirror averaging the
   checkpoint was never evaluated with) is not applied unless `--set model.flip_tta=true` asks.
 

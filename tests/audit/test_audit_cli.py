@@ -10,7 +10,6 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from unlearnkit.cli.main import main
 from unlearnkit.methods import forget_run
 from helpers import assert_one_line_error, run_cli
 

@@ -266,6 +266,6 @@ def test_noise_floor_says_its_n_and_unequal_model_counts_are_stated():
     fewer = score_arrays(U, R[:6], acc)  # 6 retrained runs: halves of 3, and the label says so
     assert fewer["noise_floor_n_per_side"] == 3
     assert "at N = 3, not the method's N = 4 (needs 8 retrained runs)" in fewer["noise_floor_note"]
-    assert fewer["notes"] == [f"4 unlearned vs 6 retrained models (the competition requires equal numbers): each side's "
-                              f"rates use its own count and the limits use N = 4"]
+    assert fewer["notes"] == ["4 unlearned vs 6 retrained models (the competition requires equal numbers): each side's "
+                              "rates use its own count and the limits use N = 4"]
     assert score_arrays(U, R[:4], acc)["notes"] == []

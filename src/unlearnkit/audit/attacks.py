@@ -316,8 +316,7 @@ def mia_efficacy(
 
     if members not in MIA_MEMBERS:
         raise UnlearnkitError(f"members must be one of {MIA_MEMBERS}, got {members!r}")
-    if max_per_class is not None and int(max_per_class) < 1:
-        raise UnlearnkitError(f"max_per_class must be >= 1 or None (no cap), got {max_per_class}")
+    max_per_class = check_max_per_class(max_per_class)
     c_ret = true_label_confidence(retain_logits, retain_labels, name="the model (retain_logits)")
     c_test = true_label_confidence(test_logits, test_labels, name="the model (test_logits)")
     c_fgt = true_label_confidence(forget_logits, forget_labels, name="the model (forget_logits)")
@@ -341,8 +340,17 @@ def mia_efficacy(
     return {"efficacy": efficacy, "attack_train_acc": train_acc, "n_members": int(n_mem), "n_nonmembers": int(n_non)}
 
 
+def check_max_per_class(max_per_class) -> int | None:
+    """MIA-efficacy's cap: None (no cap) or a whole number >= 1; 2.5 is refused, not silently truncated to 2."""
+    if max_per_class is not None and (isinstance(max_per_class, bool) or not isinstance(max_per_class, (int, np.integer))
+                                      or max_per_class < 1):
+        raise UnlearnkitError(f"max_per_class must be a whole number >= 1 or None (no cap), got {max_per_class!r}")
+    return None if max_per_class is None else int(max_per_class)
+
+
 def mia_member_count(n_retain: int, n_test: int, max_per_class: int | None = None) -> int:
     """How many retain examples MIA-efficacy takes as members: as many as non-members (|test|, or the cap)."""
+    max_per_class = check_max_per_class(max_per_class)
     n_non = n_test if max_per_class is None else min(n_test, int(max_per_class))
     return min(n_retain, n_non)
 

@@ -214,7 +214,7 @@ def audit_document(a: Mapping[str, Any], images: Mapping[str, bytes]) -> Doc:
     if ag:
         row.append(fmt_pct(ag["gaps"]["MIA-efficacy"]["gap"]))
     rows.append(row)
-    doc.table(cols, rows, caption=f"Accuracy on each part of the split (n: "
+    doc.table(cols, rows, caption="Accuracy on each part of the split (n: "
               + ", ".join(f"{p} {n}" for p, n in acc["unlearned"]["n"].items()) + ")")
 
     if ag:

@@ -79,6 +79,8 @@ def audit_cmd(args: argparse.Namespace) -> int:
         rows.append(["time ratio to reference", *[None] * len(roles), ag["time_ratio"]])
     print_table(f"audit of {a['run']['path']}", ["metric", *roles] + (["gap"] if ag else []), rows)
     console.print(f"verdict: {a['verdict']}")
+    for note in a.get("notes") or []:  # e.g. why the recorded parent was left out: not only in the report
+        console.print(f"note: {note}")
     console.print(f"audit took {a['timings']['total']:.1f} s; report: {result.files['report_html']} "
                   f"(also report.md, audit.json)")
     return 0

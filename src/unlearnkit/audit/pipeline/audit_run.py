@@ -22,10 +22,11 @@ import numpy as np
 from unlearnkit.errors import UnlearnkitError
 
 from .. import divergence
+from ..attacks import check_max_per_class
 from .caches import _forward
 from .common import (AUDIT_FILE, AUDIT_FORMAT, ORIGINAL_SUBSAMPLE, PARTS, PLOTS_DIR, REPORT_HTML, REPORT_MD, ROLES,
-                     _jsonable, _seconds, _Timer)
-from .loading import _check_reference, _Model, _open_companion, _open_target
+                     PLOT_NAMES, _jsonable, _seconds, _Timer, check_seed)
+from .loading import _check_original, _check_reference, _Model, _open_companion, _open_target
 from .per_model import MIA_DEFAULTS, model_results, model_steps
 
 # --------------------------------------------------------------------------- result
@@ -203,10 +204,12 @@ def audit(
         reference: a run retrained without the forget set (``unlearnkit forget ORIG --method retrain``):
             its values are shown beside the run's, with the gaps, JS divergence and time ratio.
         original: the run before unlearning; default (None): the ``parent`` recorded in run.json when
-            that directory exists; False: none.
+            that directory exists (left out, with a note, when its model is no longer the recorded
+            ``parent_model_sha256``); True: that parent, refused like a path if its model changed; False: none.
+            A given original must hold the recorded parent's or lineage root's model (sha256), when recorded.
         refs: a reference-model pool (``unlearnkit refs build``) for LiRA (offline, online) and RMIA.
         fix_variance: LiRA with one global variance (needs half as many reference models).
-        seed: seeds every attack's subsampling and classifiers.
+        seed: seeds every attack's subsampling and classifiers (a whole number >= 0).
         mia_max_per_class: cap on each class of the MIA-efficacy SVC (its fit is O(n^2)); default None:
             SalUn's sizes (a seeded random |test| retain samples vs the whole test set).
         data: the dataset path, if it moved since training.
@@ -219,7 +222,8 @@ def audit(
 
     Raises:
         UnlearnkitError: a missing/unfinished run, a reference or original from other data or another
-            split, a reference that forgot another set, too few reference models, NaN/inf outputs.
+            split, a reference that forgot another set or was retrained from another original model, an
+            original that holds another model, a bad seed or cap, too few reference models, NaN/inf outputs.
     """
     timer = _Timer()
     try:
@@ -237,8 +241,12 @@ def _audit(timer: _Timer, run, *, reference, original, refs, fix_variance, seed,
     if retain_limit is not None and (isinstance(retain_limit, bool) or not isinstance(retain_limit, (int, np.integer))
                                      or retain_limit < 0):
         raise UnlearnkitError(f"retain_limit must be None (a full audit) or a whole number >= 0 (0: auto), got {retain_limit!r}")
+    # Checked here, not where numpy first meets them (after every forward pass, with a traceback).
+    check_seed(seed)
+    check_max_per_class(mia_max_per_class)
+    explicit = original is not None  # the caller named the original (True: "yes, the recorded parent")
     if original is True:
-        original = None  # "yes, the recorded parent"
+        original = None
     with timer("load"):
         target = _open_target(run, data)
         ref_run = None
@@ -258,6 +266,13 @@ def _audit(timer: _Timer, run, *, reference, original, refs, fix_variance, seed,
                 notes.append(f"The parent run {parent} recorded in run.json was not found; pass --original to include it.")
         elif original is not False:
             orig_run = _open_companion(original, "original", target, same_forget=False)
+        why = _check_original(orig_run, target) if orig_run is not None else None
+        if why and explicit:
+            raise UnlearnkitError(f"{why}; pass the run it was unlearned from as --original, or --no-original")
+        if why:
+            # Only the default was taken: leave out a column about another model rather than refuse the audit.
+            notes.append(f"The recorded parent was left out: {why}; pass --original RUN to include the right one.")
+            orig_run = None
         pool = None
         if refs is not None:
             from ..refs import load_refs  # noqa: PLC0415
@@ -353,11 +368,18 @@ def _audit(timer: _Timer, run, *, reference, original, refs, fix_variance, seed,
     if write:
         from ..report import audit_document  # noqa: PLC0415
 
+        def render() -> tuple[str, str]:
+            doc = audit_document(result.to_dict(), images)
+            return doc.to_markdown(PLOTS_DIR), doc.to_html()
+
+        # The reports show the timings, their own step and the total included, so the step is timed on a
+        # first render and the reports rendered again with the final timings: report.md/html and audit.json
+        # then show the same numbers (the total leaves out only the second render and the file writes).
         t0 = time.perf_counter()
-        doc = audit_document(result.to_dict(), images)
-        md, html = doc.to_markdown(PLOTS_DIR), doc.to_html()
+        render()
         result.timings["report"] = round(time.perf_counter() - t0, 3)
         result.timings["total"] = round(time.perf_counter() - t_start, 3)
+        md, html = render()
         result.files = _write_outputs(target.dir.path, result, md, html, images)
     return result
 
@@ -372,7 +394,26 @@ def _write_outputs(out: Path, result: AuditResult, md: str, html: str, images: d
         files[f"plot_{name}"] = str(path)
     atomic_write_text(out / REPORT_MD, md)
     atomic_write_text(out / REPORT_HTML, html)
+    _remove_stale_plots(out / PLOTS_DIR, set(images))
     atomic_write_json(out / AUDIT_FILE, result.to_dict())  # last: its presence means "audited"
     files.update(audit=str(out / AUDIT_FILE), report_md=str(out / REPORT_MD), report_html=str(out / REPORT_HTML))
     return files
+
+
+def _remove_stale_plots(folder: Path, written: set[str]) -> None:
+    """Remove the plots an earlier audit left in the run's plot folder that this one did not draw.
+
+    A re-audit with --no-plots would otherwise leave the figures of another audit beside the new report. Only the audit's own file names go, as files or links (a link, not what it
+    points to); anything else in the folder is the user's and stays, and so does the folder then.
+    """
+    if folder.is_symlink() or not folder.is_dir():
+        return  # a linked folder is not the run's own: nothing in it is removed
+    for name in PLOT_NAMES:
+        path = folder / f"{name}.png"
+        if name not in written and (path.is_symlink() or path.is_file()):
+            path.unlink()
+    try:
+        folder.rmdir()  # only when nothing is left in it
+    except OSError:
+        pass
 

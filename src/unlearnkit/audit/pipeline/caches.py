@@ -136,8 +136,11 @@ def model_outputs(run: str | Path, parts: Sequence[str] = ("forget", "test")) ->
 # --------------------------------------------------------------------------- result cache
 
 RESULT_CACHE_ENV = "UNLEARNKIT_RESULT_CACHE"
-# The modules whose code determines a model's numbers: any edit to them changes the key.
-_RESULT_CODE = ("attacks.py", "scores.py", "lira.py", "rmia.py", "pipeline/per_model.py", "pipeline/common.py")
+# The modules whose code determines a model's numbers: any edit to them changes the key. Besides the
+# attacks: refs.py (the pool's OUT selections and test mask), loading.py (a model's confidences and
+# losses) and this module (how the numbers are stored and read back).
+_RESULT_CODE = ("attacks.py", "scores.py", "lira.py", "rmia.py", "refs.py", "pipeline/per_model.py", "pipeline/common.py",
+                "pipeline/loading.py", "pipeline/caches.py")
 
 
 @functools.lru_cache(maxsize=1)
@@ -181,6 +184,7 @@ def result_cache_path(m: _Model, options: dict[str, Any], pool) -> Path | None:
     of the code that computes the numbers: another model, forget set, split, option or code never
     hits a stale entry. UNLEARNKIT_RESULT_CACHE=0 turns it off.
     """
+    import scipy  # noqa: PLC0415
     import sklearn  # noqa: PLC0415
 
     from unlearnkit import __version__  # noqa: PLC0415
@@ -188,9 +192,11 @@ def result_cache_path(m: _Model, options: dict[str, Any], pool) -> Path | None:
 
     if os.environ.get(RESULT_CACHE_ENV, "1") == "0":
         return None
+    # scipy: scores.py's logsumexp computes every confidence and loss.
+    versions = {"unlearnkit": __version__, "numpy": np.__version__, "sklearn": sklearn.__version__, "scipy": scipy.__version__}
     key = make_key({
         "kind": "audit-results", "outputs": _outputs_digest(m), "options": options, "pool": _pool_digest(pool, options["seed"]),
-        "code": _code_digest(), "versions": {"unlearnkit": __version__, "numpy": np.__version__, "sklearn": sklearn.__version__},
+        "code": _code_digest(), "versions": versions,
     })
     return entry_path(resolve_cache_dir() / "results", "results", key)
 

@@ -9,10 +9,14 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from unlearnkit.errors import UnlearnkitError
+
 AUDIT_FILE = "audit.json"
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 PLOTS_DIR = "audit_plots"
+# An audit's figures (PLOTS_DIR/NAME.png): the only files a re-audit removes there, so a new figure is listed here.
+PLOT_NAMES = ("histograms", "roc", "per_class")
 AUDIT_FORMAT = 1
 FPRS = (0.01, 0.001)
 PARTS = ("retain", "forget", "val", "test")
@@ -82,6 +86,12 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def check_seed(seed: Any) -> None:
+    """A seed is a whole number >= 0 (numpy's generators refuse a negative one, and a float would be truncated)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UnlearnkitError(f"seed must be a whole number >= 0 (command line: --seed), got {seed!r}; pass e.g. 0")
 
 
 def _seconds(info: dict, metrics: dict) -> float | None:

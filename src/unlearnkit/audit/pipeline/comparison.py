@@ -15,7 +15,7 @@ from unlearnkit.errors import UnlearnkitError
 
 from .. import epsilon
 from .caches import _forward
-from .common import AUDIT_FILE, AUDIT_FORMAT, PLOTS_DIR, REPORT_HTML, REPORT_MD, _jsonable, _seconds
+from .common import AUDIT_FILE, AUDIT_FORMAT, PLOTS_DIR, REPORT_HTML, REPORT_MD, _jsonable, _seconds, check_seed
 from .loading import _Model, _open_companion, _open_target
 
 # --------------------------------------------------------------------------- forgetting score (epsilon)
@@ -48,6 +48,7 @@ def forgetting_score(
         UnlearnkitError: fewer than 3 runs on a side, runs from other data, another split or forget set.
     """
     unlearned_runs, retrained_runs = list(unlearned_runs), list(retrained_runs)
+    check_seed(seed)
     if len(unlearned_runs) < MIN_SCORE_RUNS or len(retrained_runs) < MIN_SCORE_RUNS:
         raise UnlearnkitError(
             f"the forgetting score needs at least {MIN_SCORE_RUNS} unlearned and {MIN_SCORE_RUNS} retrained runs "
@@ -168,18 +169,34 @@ def _row_from_audit(path: Path) -> dict[str, Any]:
     return {"path": str(run.path), "audit": None, "info": info, "metrics": metrics}
 
 
-def _compare_row(entry: dict) -> dict[str, Any]:
+def _labels(paths: Sequence[Path]) -> list[str]:
+    """Each run's shortest trailing path that no other run shares: a/ft and b/ft are "a/ft" and "b/ft".
+
+    The table's columns and the plots' curves are keyed by it, so two runs with one directory name
+    must not share a label (one would hide the other). Labels of different lengths never collide.
+    """
+    parts = [p.resolve().parts for p in paths]
+    labels = []
+    for i, mine in enumerate(parts):
+        k = 1
+        while k < len(mine) and any(other[-k:] == mine[-k:] for j, other in enumerate(parts) if j != i):
+            k += 1
+        labels.append(str(Path(*mine[-k:])))
+    return labels
+
+
+def _compare_row(entry: dict, label: str) -> dict[str, Any]:
     a = entry["audit"]
     if a is None:
         info, m = entry["info"], entry["metrics"]
         f = m.get("forget_acc")
-        return {"run": Path(entry["path"]).name, "path": entry["path"], "method": info.get("method") or info.get("kind"),
+        return {"run": label, "path": entry["path"], "method": info.get("method") or info.get("kind"),
                 "forget": info.get("forget_spec"), "audited": False,
                 "UA": (100.0 - f) if isinstance(f, (int, float)) else None, "RA": m.get("retain_acc"),
                 "TA": m.get("test_acc"), "val acc": m.get("val_acc"), "unlearn s": _seconds(info, m)}
     acc = a["accuracy"]["unlearned"]
     row = {
-        "run": a["run"]["name"], "path": entry["path"], "method": a["run"].get("method"), "forget": a["run"].get("forget_spec"),
+        "run": label, "path": entry["path"], "method": a["run"].get("method"), "forget": a["run"].get("forget_spec"),
         "audited": True,
         "UA": acc["ua"], "RA": acc["retain_acc"], "TA": acc["test_acc"], "val acc": acc["val_acc"],
         "MIA-efficacy": 100.0 * a["mia_efficacy"]["unlearned"]["efficacy"],
@@ -219,13 +236,19 @@ def compare(
     runs = list(runs)
     if not runs:
         raise UnlearnkitError("compare needs at least one run directory")
+    check_seed(seed)
+    seen: set[Path] = set()
+    for p in runs:
+        if Path(p).resolve() in seen:
+            raise UnlearnkitError(f"run {p} is given twice; pass each run once")
+        seen.add(Path(p).resolve())
     out_path = Path(out) if out is not None else None
     if out_path is not None and out_path.exists() and not out_path.is_dir():
         raise UnlearnkitError(f"--out {out_path} exists and is not a directory; choose another --out")
     if out_path is not None and (out_path / "run.json").is_file():
         raise UnlearnkitError(f"--out {out_path} is a run directory (its own report would be overwritten); choose another --out")
     entries = [_row_from_audit(Path(p)) for p in runs]
-    rows = [_compare_row(e) for e in entries]
+    rows = [_compare_row(e, label) for e, label in zip(entries, _labels([Path(e["path"]) for e in entries]))]
     columns: list[str] = []
     for r in rows:
         columns += [k for k in r if k not in columns and k not in ("path", "audited")]

@@ -91,6 +91,37 @@ def _check_reference(run, info: dict, target) -> None:
             f"reference run {run.path} was retrained from another original (run.json parent: {info.get('parent')}) than "
             f"run {target.dir.path} (parent: {mine}); {fix}"
         )
+    # The same path is not the same original: one retrained in place between the two runs leaves the
+    # path equal and the model different. Runs recorded before the hashes existed keep the path check.
+    key = "original_model_sha256" if target.info.get("original") else "parent_model_sha256"
+    theirs, want = info.get("parent_model_sha256"), target.info.get(key)
+    if theirs and want and theirs != want:
+        raise UnlearnkitError(
+            f"reference run {run.path} was retrained from another model than run {target.dir.path}'s original "
+            f"(run.json parent_model_sha256 {theirs[:12]}… there, {key} {want[:12]}… here: {mine} was retrained or "
+            f"replaced in between); retrain the reference from this run's original: {fix}"
+        )
+
+
+def _check_original(lr, target) -> str | None:
+    """Why the original run `lr` is not the model the target was unlearned from, or None when it is.
+
+    The target's run.json records its parent's and its lineage root's model sha256: either is a
+    right original (a chained run's parent, or the root a bench or a user passes). A path alone
+    proves nothing -- the run there may have been retrained in place since. Runs recorded before
+    the hashes existed (neither field) are not checked.
+    """
+    from unlearnkit.provenance import model_sha256  # noqa: PLC0415
+
+    recorded = {k: target.info.get(k) for k in ("parent_model_sha256", "original_model_sha256") if target.info.get(k)}
+    if not recorded:
+        return None
+    have = model_sha256(lr.dir.path)
+    if have in recorded.values():
+        return None
+    said = ", ".join(f"{k} {v[:12]}…" for k, v in recorded.items())
+    return (f"original run {lr.dir.path} holds another model (sha256 {have[:12]}…) than the one run {target.dir.path} "
+            f"was unlearned from (run.json {said}): it was retrained or replaced since")
 
 
 def _open_companion(path: str | Path, role: str, target, *, same_forget: bool, reference: bool = False):
