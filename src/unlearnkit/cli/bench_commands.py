@@ -13,7 +13,7 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="digits", help="recipe of every original and retrained model (default: digits)")
     p.add_argument("--data", help="dataset for presets that need one")
     p.add_argument("--methods", default="all", help="all, or a comma-separated list (retrain always runs: the reference)")
-    p.add_argument("--forget", default="random:0.1", help="comma-separated scenarios, e.g. random:0.1,class:cat")
+    p.add_argument("--forget", default="random:0.1", help="comma-separated scenarios, e.g. random:0.1,class:cat (a new one starts at a spec kind: random:0.1,class:3,5 is two)")
     p.add_argument("--seeds", type=int, default=1, help="independent seeds (split, init, order) per scenario")
     p.add_argument("--seed-start", type=int, default=0, metavar="S",
                    help="first seed: the bench runs seeds S..S+SEEDS-1 (default 0); benches of other seeds on the "
