@@ -98,6 +98,37 @@ def write_outputs(out: str | Path, files: Mapping[str, str | bytes]) -> dict[str
     return {name: out / name for name in data}
 
 
+def remove_outputs(out: str | Path, names: Iterable[str]) -> list[str]:
+    """Remove those of `names` in `out` that unlearnkit wrote there and nobody edited since; returns them.
+
+    For outputs a later run of the same command no longer produces (a comparison without audited
+    runs draws no ROC figure): left in place, they would show another run's results beside the new
+    report. A file the user wrote or edited (its hash is not in the manifest) stays.
+    """
+    out = Path(out)
+    if not out.is_dir():
+        return []
+    removed = []
+    with locked(out, wait=True):
+        owned = _read_owned(out)
+        for name in names:
+            path = out / name
+            if not path.is_file() or path.is_symlink():
+                continue
+            try:
+                ours = _sha256(path.read_bytes()) in owned.get(name, ())
+            except OSError:
+                continue
+            if ours:
+                path.unlink()
+                owned.pop(name, None)
+                removed.append(name)
+                remove_empty_dirs(_parents_below(path, out))
+        if removed:
+            atomic_write_json(out / OWNED_MANIFEST, {"files": owned})
+    return removed
+
+
 def _parents_below(path: Path, top: Path) -> list[Path]:
     """The directories between `top` (excluded) and `path` (excluded), outermost first."""
     rel = path.parent.relative_to(top)

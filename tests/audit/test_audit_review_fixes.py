@@ -217,3 +217,21 @@ def test_a_reaudit_removes_the_figures_it_did_not_draw(runs, tmp_path):
     audit(target, reference=runs.rt, original=False, plots=False)
     assert sorted(p.name for p in plots_dir.iterdir()) == ["mine.txt"]
     assert other.read_bytes() == b"keep"  # a link is removed, not what it points to
+
+
+def test_a_comparison_without_audited_runs_removes_the_figures_of_an_earlier_one(runs, tmp_path):
+    audited = copy_run(runs.ft, tmp_path / "audited")
+    audit(audited, reference=runs.rt, original=False, plots=False)
+    out = tmp_path / "cmp"
+    compare([audited, runs.rt], out=out)
+    figures = [out / "audit_plots" / f"{n}.png" for n in ("roc", "tradeoff")]
+    assert all(f.is_file() for f in figures)
+    plain = copy_run(runs.ft, tmp_path / "plain")  # copied without its audit: no curve to draw
+    result = compare([plain], out=out)
+    assert result["rows"] and not any(f.exists() for f in figures)
+    assert "audit_plots/" not in (out / "report.md").read_text()
+    # A figure the user put there (not unlearnkit's bytes) stays.
+    compare([audited, runs.rt], out=out)
+    figures[0].write_bytes(b"mine")
+    compare([plain], out=out)
+    assert figures[0].read_bytes() == b"mine" and not figures[1].exists()

@@ -403,8 +403,9 @@ def _write_outputs(out: Path, result: AuditResult, md: str, html: str, images: d
 def _remove_stale_plots(folder: Path, written: set[str]) -> None:
     """Remove the plots an earlier audit left in the run's plot folder that this one did not draw.
 
-    A re-audit with --no-plots would otherwise leave the figures of another audit beside the new report. Only the audit's own file names go, as files or links (a link, not what it
-    points to); anything else in the folder is the user's and stays, and so does the folder then.
+    A re-audit with --no-plots would otherwise leave the figures of another audit beside the new
+    report. Only the audit's own file names go, as files or links (a link, not what it points to);
+    anything else in the folder is the user's and stays, and so does the folder then.
     """
     if folder.is_symlink() or not folder.is_dir():
         return  # a linked folder is not the run's own: nothing in it is removed

@@ -216,6 +216,9 @@ def _compare_row(entry: dict, label: str) -> dict[str, Any]:
     return row
 
 
+COMPARE_PLOTS = ("roc", "tradeoff")  # the figures a comparison of audited runs draws
+
+
 def compare(
     runs: Sequence[str | Path],
     *,
@@ -271,7 +274,7 @@ def compare(
     files = {}
     if out_path is not None:
         from unlearnkit.files import json_text  # noqa: PLC0415
-        from unlearnkit.outputs import check_outputs, write_outputs  # noqa: PLC0415
+        from unlearnkit.outputs import check_outputs, remove_outputs, write_outputs  # noqa: PLC0415
 
         from .. import plots as P  # noqa: PLC0415
         from ..report import compare_document  # noqa: PLC0415
@@ -288,6 +291,8 @@ def compare(
                    "compare.json": json_text(result)}
         check_outputs(out_path, outputs)
         write_outputs(out_path, outputs)
+        # A figure an earlier comparison drew into this folder and this one did not (no audited run).
+        remove_outputs(out_path, [f"{PLOTS_DIR}/{n}.png" for n in COMPARE_PLOTS if n not in images])
         files = {"compare": str(out_path / "compare.json"), "report_md": str(out_path / REPORT_MD),
                  "report_html": str(out_path / REPORT_HTML)}
     result["files"] = files
