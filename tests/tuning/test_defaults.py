@@ -277,11 +277,12 @@ def test_class_tuning_sets_name_their_class_unambiguously(classes, seed, spec):
 
 
 def test_the_whole_class_hint_writes_an_ambiguous_name_unambiguously():
-    from unlearnkit.data.splits import _class_label
-    from unlearnkit.methods.api import _name_token
+    from unlearnkit.data.splits import _class_label, class_token
 
     classes = ("1", "2", "3", "4")
     for index in range(4):
-        token = _name_token(classes, index)
-        assert _class_label(classes, token, f"class:{token}") == index
-    assert _name_token(("cat", "dog"), 1) == "dog"
+        for by in ("name", "index"):
+            token = class_token(classes, index, by=by)
+            assert _class_label(classes, token, f"class:{token}") == index
+    assert class_token(classes, 0, by="name") == "=1" and class_token(classes, 3, by="name") == "4"
+    assert class_token(("cat", "dog"), 1, by="name") == "dog"

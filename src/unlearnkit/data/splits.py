@@ -215,6 +215,21 @@ def _classes(split: Split, arg: str, spec: str) -> np.ndarray:
     return np.concatenate(chosen) if chosen else np.empty(0, dtype=np.int64)
 
 
+def class_token(classes: tuple[str, ...], index: int, *, by: str) -> str:
+    """How a `class:` spec names class `index` so that `_class_label` reads it back as that class.
+
+    by="index": `3`, or `#3` where a class is *named* "3" but is another class; by="name": the name,
+    or `=NAME` where NAME is also another class's index (numeric labels such as Kaggle's 1..4). The
+    plain forms stay wherever they are unambiguous, so specs (and keys made from them) keep their text.
+    """
+    if by == "index":
+        plain = str(index)
+        return f"#{index}" if plain in classes and classes.index(plain) != index else plain
+    name = classes[index]
+    ambiguous = name.isascii() and name.isdigit() and int(name) != index and int(name) < len(classes)
+    return f"={name}" if ambiguous else name
+
+
 def _class_label(classes: tuple[str, ...], token: str, spec: str) -> int:
     """The label a `class:` token names: a class name or an index; `#N` forces the index, `=NAME` the name."""
     # isascii: str.isdigit() also accepts '²' and other scripts' digits, which int() then rejects or misreads.

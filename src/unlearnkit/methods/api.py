@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from unlearnkit.config import RunConfig, TrainConfig
-from unlearnkit.data.splits import Split, select_forget
+from unlearnkit.data.splits import Split, class_token, select_forget
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods.base import MethodContext, get_method, make_hparams
 from unlearnkit.methods.common import whole_classes
@@ -40,20 +40,13 @@ def _warn_if_whole_classes_take_random(parent_split: Split, split: Split, forget
     if tuning_defaults.kind_of(forget) != "random":
         return
     added = dataclasses.replace(split, forget_idx=np.setdiff1d(split.forget_idx, parent_split.forget_idx))
-    gone = [_name_token(split.classes, c) for c in whole_classes(added, split.num_classes)]
+    gone = [class_token(split.classes, c, by="name") for c in whole_classes(added, split.num_classes)]
     if gone:
         warnings.warn(
             f"--forget {forget} covers every member of class {', '.join(gone)} but takes the random-kind "
             f"hyperparameters (tuned for a share of the members); use --forget class:{','.join(gone)} for the class-tuned ones",
             stacklevel=3,
         )
-
-
-def _name_token(classes, index: int) -> str:
-    """Class `index` by name in a `class:` spec: `=NAME` where NAME is also another class's index (data/splits.py)."""
-    name = classes[index]
-    ambiguous = name.isascii() and name.isdigit() and int(name) != index and int(name) < len(classes)
-    return f"={name}" if ambiguous else name
 
 
 def unlearn(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from unlearnkit.data.splits import FORGET_SPECS, class_fraction
+from unlearnkit.data.splits import FORGET_SPECS, class_fraction, class_token
 from unlearnkit.errors import UnlearnkitError
 
 # The bench and leaderboards evaluate on seeds 0, 1, 2, ...; tuning uses seeds from 100 on, so
@@ -47,21 +47,11 @@ def _no_arg(arg: str) -> None:
     )
 
 
-def _index_token(index: int, classes: tuple[str, ...]) -> str:
-    """`3`, or `#3` where a class is named "3" but is not class 3 (numeric labels): `class:3` would be ambiguous.
-
-    The plain form stays wherever it is unambiguous, so the tuning sets' specs (and the store keys made
-    from them) are those of earlier versions.
-    """
-    name = str(index)
-    return f"#{index}" if name in classes and classes.index(name) != index else name
-
-
 KINDS: dict[str, Kind] = {
     "random": Kind("random", "0.1", _check_fraction, lambda arg, seed, classes: f"random:{arg}",
                    "a random share of the members (ids: files and class requests with a fraction below 1 use this entry too)"),
     # Tuning seed s forgets class s mod C: consecutive seeds forget different classes.
-    "class": Kind("class", None, _no_arg, lambda arg, seed, classes: f"class:{_index_token(seed % len(classes), classes)}",
+    "class": Kind("class", None, _no_arg, lambda arg, seed, classes: f"class:{class_token(classes, seed % len(classes), by='index')}",
                   "one whole class"),
 }
 
