@@ -352,7 +352,7 @@ def _config(arch: str, data: str, labels_csv: str | None, recipe: str | None, ov
             f"--set model.flip_tta=true: {arch} has no flip test-time augmentation (models with a flip_tta option, "
             "e.g. resnet18, have it); drop the setting"
         )
-    cfg.data.source, cfg.data.labels_csv, cfg.model.name = data, labels_csv, arch
+    cfg.data.source, cfg.data.labels_csv = data, labels_csv  # the model came from --arch above
     train_sets = [f"{k}={v}" for k, v in overrides.items() if k.startswith("train.")]
     # What the user declared as the training recipe (None: no exact retrain, see require_recipe).
     declared = " ".join(filter(None, [recipe, "--set " + " ".join(train_sets) if train_sets else None])) or None

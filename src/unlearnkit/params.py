@@ -15,8 +15,8 @@ The same declaration serves three readers, so they can never disagree:
 
 `search` is a pair ``(low, high)`` for a numeric range (with `log` for a log-uniform one) or a
 list of values for a categorical choice; a field without `search` is fixed during tuning.
-`search_if=(field, value)` samples it only in trials where another categorical field takes that
-value; `search_kinds=("class",)` only in searches for those scenario kinds.
+`search_if=(field, value)` declares that the method reads the field only when another categorical
+field takes that value: tuning samples it only then, and `unlearn` warns a user who sets it otherwise; `search_kinds=("class",)` only in searches for those scenario kinds.
 """
 
 from __future__ import annotations

@@ -235,3 +235,18 @@ def test_a_comparison_without_audited_runs_removes_the_figures_of_an_earlier_one
     figures[0].write_bytes(b"mine")
     compare([plain], out=out)
     assert figures[0].read_bytes() == b"mine" and not figures[1].exists()
+
+
+def test_compare_notes_runs_that_forgot_different_sets(runs, digits_run, capsys, tmp_path):
+    other = tmp_path / "ft-class"
+    forget_run(digits_run, "finetune", "class:3", other)
+    audited = copy_run(runs.ft, tmp_path / "ft")
+    audit(audited, reference=runs.rt, original=False, plots=False)
+    # One audited (its record from audit.json) and one not (from run.json): both carry the forget digest.
+    notes = compare([audited, other])["notes"]
+    different = [n for n in notes if "forgot different sets" in n]
+    assert len(different) == 1 and "random:0.1 (ft)" in different[0] and "class:3 (ft-class)" in different[0]
+    # The same forget set (a method and its retrained reference) gets no such note; nor does the original.
+    assert not any("forgot different sets" in n for n in compare([audited, runs.rt, digits_run])["notes"])
+    code, out, _ = run_cli(capsys, "compare", audited, other)
+    assert code == 0 and "forgot different sets" in out.replace("\n", " ")

@@ -297,3 +297,37 @@ def test_a_bench_folder_from_before_the_manifest_is_still_ours(tmp_path):
     user.mkdir()
     (user / "plan.json").write_text("{}")  # a user's own plan.json is no bench plan
     assert not _pre_manifest_bench(user)
+
+
+def test_retrain_floor_adds_a_second_retraining_row(tmp_path, cache_dir):
+    from unlearnkit.bench.plan import FLOOR_ROW
+
+    out = tmp_path / "floor"
+    result = run_bench(_cfg(), out, methods="finetune", forget="random:0.1", seeds=2, retrain_floor=True)
+    assert not result["failed"]
+    rows = result["table"]["random:0.1"]
+    assert [r["method"] for r in rows][:2] == ["retrain", FLOOR_ROW]
+    floor = rows[1]
+    assert floor["n"] == 2
+    # Another initial seed trains other weights: the gap is positive, and its run took about a retraining.
+    assert floor["avg_gap"][0] > 0
+    assert 0.3 < floor["time_ratio"][0] < 3
+    # The twin is the same job as the competition score's first replica (method seed 1), on every seed.
+    assert {"retrain/random:0.1/retrain/seed0-m1", "retrain/random:0.1/retrain/seed1-m1",
+            "audit/random:0.1/retrain-floor/seed0", "audit/random:0.1/retrain-floor/seed1"} <= set(result["results"])
+    md = (out / "leaderboard.md").read_text()
+    assert f"| {FLOOR_ROW} | 2 |" in md and "the gap a perfect method would score" in md
+    again = run_bench(_cfg(), out, methods="finetune", forget="random:0.1", seeds=2, retrain_floor=True)
+    assert {r["status"] for r in again["results"].values()} == {"cached"}
+    # Without the flag the same store gives the table without the row (nothing re-runs).
+    plain = run_bench(_cfg(), out, methods="finetune", forget="random:0.1", seeds=2)
+    assert FLOOR_ROW not in {r["method"] for r in plain["table"]["random:0.1"]}
+
+
+def test_retrain_floor_shares_the_score_replica(tmp_path, cache_dir, capsys):
+    out = tmp_path / "dry"
+    argv = ["bench", "--preset", "digits", "--methods", "finetune", "--dry-run", "--out", str(out)]
+    assert main([*argv, "--score-models", "3", "--retrain-floor"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("retrain/random:0.1/retrain/seed0-m1") == 1
+    assert "audit/random:0.1/retrain-floor/seed0" in printed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 import tarfile
 import tracemalloc
@@ -256,6 +257,26 @@ def test_numeric_class_names_that_are_also_indices_are_ambiguous():
         s.with_forget("class:#4")
     same = _split(["0", "b", "c"], np.arange(60) % 3)
     assert _forgotten(same, "class:0") == ["0"]  # the name and the index of the same class: fine
+
+
+def test_class_names_holding_spec_separators_are_named_by_index():
+    from unlearnkit.data.splits import _class_label, class_token
+
+    classes = ["a,b", "x:y", "plain", "#3", " pad"]
+    s = _split(classes, np.arange(100) % 5)
+    for spec, index in (("class:a,b", 0), ("class:a,b:0.5", 0), ("class:x:y", 1), ("class:plain,x:y", 1)):
+        with pytest.raises(UnlearnkitError, match=rf"class name '{re.escape(classes[index])}' holds ',' or ':'.*class:#{index}$") as excinfo:
+            s.with_forget(spec)
+        _one_line(excinfo)
+    assert _forgotten(s, "class:#0,#1") == ["a,b", "x:y"]
+    with pytest.raises(UnlearnkitError, match=r"unknown class 'a'.*is named by its index, class:#N"):
+        s.with_forget("class:a")
+    # The hint and the tuning sets write every class so that the parser reads it back as that class.
+    for index in range(len(classes)):
+        for by in ("name", "index"):
+            token = class_token(tuple(classes), index, by=by)
+            assert _class_label(tuple(classes), token, f"class:{token}") == index, (index, by, token)
+    assert class_token(tuple(classes), 2, by="name") == "plain"
 
 
 @pytest.mark.parametrize("token", ["\u00b2", "\u0663"])  # superscript two, Arabic-Indic three

@@ -116,6 +116,28 @@ def test_setting_a_field_the_optimiser_ignores_warns_in_one_line(digits):
             assert msg.startswith(f"{method}: method.{field}=") and " has no effect: " in msg and "\n" not in msg, msg
 
 
+CONDITIONAL = [(m, name, spec.search_if) for m in list_methods()
+               for name, spec in search_space(get_method(m).Hparams).items() if spec.search_if]
+
+
+@pytest.mark.parametrize("method, name, condition", CONDITIONAL, ids=[f"{m}.{n}" for m, n, _ in CONDITIONAL])
+def test_a_field_searched_only_under_a_condition_is_inert_without_it(method, name, condition):
+    """The search_if declaration is also the warning's rule: one statement of where a field matters."""
+    cls = get_method(method)
+    ctrl, want = condition
+    others = [v for v in search_space(cls.Hparams)[ctrl].search if v != want]
+    assert others, (method, ctrl)
+    assert name not in cls().inert_fields(make_hparams(method, {ctrl: want}))
+    for value in others:
+        reason = cls().inert_fields(make_hparams(method, {ctrl: value}))[name]
+        assert f"method.{ctrl}=" in reason and "\n" not in reason
+
+
+def test_ssd_warns_for_a_fixed_alpha_its_alpha_search_ignores(digits):
+    with pytest.warns(UserWarning, match=r"ssd: method\.alpha=50\.0 has no effect: only method\.alpha_search=false reads it"):
+        _unlearn(digits, "ssd", alpha_search=True, alpha=50.0)
+
+
 def test_the_cli_warns_for_an_ignored_setting(digits_run, tmp_path):
     from unlearnkit.methods import forget_run
 

@@ -25,6 +25,11 @@ from unlearnkit.tuning.defaults import resolve as resolve_defaults
 # Approximate methods target <= 10% of a retrain; an audit is a few forward passes.
 RELATIVE_COST = {"original": 1.0, "retrain": 0.9, "method": 0.08, "audit": 0.05}
 
+# The leaderboard row of `--retrain-floor`: a second exact retraining (another initial seed, the
+# same original, split and forget set) audited against the reference. Its average gap is what a
+# perfect method scores on this recipe — the gap's noise floor — so a target below it cannot be met.
+FLOOR_ROW = "retrain (other seed)"
+
 
 @dataclass(frozen=True)
 class Job:
@@ -113,12 +118,15 @@ def build_plan(
     store: Path,
     hparams: dict[str, dict[str, Any]] | None = None,
     score_models: int = 0,
+    retrain_floor: bool = False,
     num_cpus: int = 1,
     num_gpus: float = 0.0,
 ) -> Plan:
     """Every job of the grid. `score_models` >= 2 adds, for seed 0, that many method/retrain
     runs with different method seeds on the same original and forget set — the N unlearned
-    and N retrained models that the competition's per-example epsilon score compares."""
+    and N retrained models that the competition's per-example epsilon score compares.
+    `retrain_floor` adds, for every seed and scenario, a retrain with method seed 1 (the same job
+    as the score's first replica) audited against the reference: the `FLOOR_ROW` of the leaderboard."""
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)  # a list: e.g. the tuner's seeds 100, 101, ...
     if not seed_list:
         raise UnlearnkitError(f"--seeds must be >= 1, got {seeds}")
@@ -126,7 +134,8 @@ def build_plan(
         raise UnlearnkitError("--forget needs at least one scenario, e.g. random:0.1,class:0")
     hparams = hparams or {}
     plan = Plan(store=store, config={"recipe": cfg.recipe(), "fingerprint": fingerprint, "methods": methods,
-                                     "scenarios": scenarios, "seeds": seeds, "score_models": score_models})
+                                     "scenarios": scenarios, "seeds": seeds, "score_models": score_models,
+                                     **({"retrain_floor": True} if retrain_floor else {})})
     res = {"num_cpus": num_cpus, "num_gpus": num_gpus}
     for seed in seed_list:
         # bf16 and fp32 train different weights, though the recipe (what --resume checks) leaves precision out.
@@ -147,6 +156,10 @@ def build_plan(
                         _audit_job(plan, job, ref, original, scenario, method, suffix, res)
                 if mseed == 0:
                     _audit_job(plan, ref, ref, original, scenario, "retrain", suffix, res)
+                    reference = ref
+            if retrain_floor:
+                twin = _unlearn_job(plan, original, "retrain", scenario, seed, 1, f"seed{seed}-m1", {}, res)
+                _audit_job(plan, twin, reference, original, scenario, FLOOR_ROW, f"seed{seed}", res)
     return plan
 
 
@@ -168,8 +181,9 @@ def _unlearn_job(plan: Plan, original: Job, method: str, scenario: str, seed: in
 def _audit_job(plan: Plan, target: Job, reference: Job, original: Job, scenario: str, method: str, suffix: str,
                res: dict[str, Any]) -> Job:
     key = content_key({"target": target.key, "reference": reference.key, "original": original.key})
+    label = "retrain-floor" if method == FLOOR_ROW else method  # job ids name log files: no spaces
     return plan.add(Job(
-        f"audit/{scenario}/{method}/{suffix}", "audit", key,
+        f"audit/{scenario}/{label}/{suffix}", "audit", key,
         {"method": method, "scenario": scenario, "seed": target.spec["seed"]},
         deps=(target.id, reference.id, original.id), **res,
     ))

@@ -61,6 +61,7 @@ def run_bench(
     executor: str = "local",
     ray_address: str | None = None,
     score_models: int = 0,
+    retrain_floor: bool = False,
     hparams: dict[str, dict[str, Any]] | None = None,
     dry_run: bool = False,
     print_table=None,
@@ -97,7 +98,7 @@ def run_bench(
     gpus = 1.0 if cuda_available() else 0.0
     cpus = 1 if gpus else max(1, available_cpus())
     plan = build_plan(cfg, bundle.fingerprint, methods=names, scenarios=scenarios, seeds=seed_list, store=store,
-                      hparams=hparams, score_models=score_models, num_cpus=cpus, num_gpus=gpus)
+                      hparams=hparams, score_models=score_models, retrain_floor=retrain_floor, num_cpus=cpus, num_gpus=gpus)
     rows, todo = describe_plan(plan, estimate_original_seconds(cfg, len(probe.train_idx), store), store)
     if print_table:
         print_table(f"bench plan ({len(plan.jobs)} jobs, about {todo / 60:.1f} min of work left)",

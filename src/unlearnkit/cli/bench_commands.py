@@ -20,6 +20,9 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
                         "same --out share its store, e.g. one machine or core per seed, then --seeds N from 0 gathers them")
     p.add_argument("--score-models", type=int, default=0, metavar="N",
                    help="also run N method/retrain seeds on seed 0 for the competition's epsilon score (N >= 3; the noise floor needs N >= 6)")
+    p.add_argument("--retrain-floor", action="store_true",
+                   help="also retrain each (seed, scenario) with a second initial seed and audit it against the reference: "
+                        "a leaderboard row with the gap a perfect method scores (one more retraining per seed and scenario)")
     p.add_argument("--executor", default="local", choices=["local", "ray"], help="where jobs run (default: local)")
     p.add_argument("--ray-address", help="join an existing Ray cluster (default: start a local instance)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -59,6 +62,7 @@ def bench_cmd(args: argparse.Namespace) -> int:
         make_hparams(method, values)  # bad names/types fail before any job runs
     result = run_bench(cfg, Path(args.out), methods=args.methods, forget=args.forget, seeds=args.seeds,
                        seed_start=args.seed_start, executor=args.executor, ray_address=args.ray_address, score_models=args.score_models,
+                       retrain_floor=args.retrain_floor,
                        hparams=hparams, dry_run=args.dry_run, print_table=print_table)
     if args.dry_run:
         for job in result["jobs"]:

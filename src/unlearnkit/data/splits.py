@@ -193,6 +193,10 @@ def _random(split: Split, arg: str, spec: str) -> np.ndarray:
 
 def _classes(split: Split, arg: str, spec: str) -> np.ndarray:
     """Every member of the named classes, or with `:<fraction>` that share of each class (seeded)."""
+    for name in split.classes:
+        # ',' separates classes and ':' the fraction, so such a name cannot be written in a spec.
+        if any(c in name for c in _SPEC_SEPARATORS) and (arg == name or arg.startswith(name + ":") or name in arg.split(",")):
+            raise UnlearnkitError(_separator_hint(split.classes, name, spec))
     names, fraction = class_fraction(arg, spec)
     wanted = [_class_label(split.classes, token, spec) for token in [t.strip() for t in names.split(",") if t.strip()]]
     labels = split.bundle.train.labels[split.train_idx]
@@ -226,6 +230,8 @@ def class_token(classes: tuple[str, ...], index: int, *, by: str) -> str:
         plain = str(index)
         return f"#{index}" if plain in classes and classes.index(plain) != index else plain
     name = classes[index]
+    if any(c in name for c in _SPEC_SEPARATORS) or name.startswith(("#", "=")) or name != name.strip() or not name:
+        return f"#{index}"  # a name the parser would split or read otherwise: the index always reads back
     ambiguous = name.isascii() and name.isdigit() and int(name) != index and int(name) < len(classes)
     return f"={name}" if ambiguous else name
 
@@ -253,7 +259,18 @@ def _class_label(classes: tuple[str, ...], token: str, spec: str) -> int:
     raise UnlearnkitError(
         f"forget spec {spec!r}: unknown class {token!r}; classes are: {', '.join(classes)} "
         f"(or an index 0..{len(classes) - 1})"
+        + ("; a class whose name holds ',' or ':' is named by its index, class:#N"
+           if any(c in name for name in classes for c in _SPEC_SEPARATORS) else "")
     )
+
+
+# A `class:` spec separates classes with ',' and the fraction with ':'.
+_SPEC_SEPARATORS = (",", ":")
+
+
+def _separator_hint(classes: tuple[str, ...], name: str, spec: str) -> str:
+    return (f"forget spec {spec!r}: the class name {name!r} holds ',' or ':', which a class: spec uses as separators; "
+            f"name it by its index: class:#{classes.index(name)}")
 
 
 def class_fraction(arg: str, spec: str) -> tuple[str, float | None]:

@@ -88,10 +88,18 @@ class Method:
     def inert_fields(self, hp) -> dict[str, str]:
         """{field: why} for the hyperparameters that have no effect with these values (the others
         make them inert); `unlearn` warns when the user sets one. By default: the optimiser's
-        (`dualoptim.optimizer_inert`)."""
+        (`dualoptim.optimizer_inert`) and each field whose `search_if=(field, value)` condition does
+        not hold — the declaration that keeps it out of a search also says the method does not read it."""
         from unlearnkit.methods.dualoptim import optimizer_inert  # noqa: PLC0415
+        from unlearnkit.params import specs  # noqa: PLC0415
 
-        return optimizer_inert(hp, self.dualoptim_inert)
+        inert = {}
+        for name, spec in specs(hp).items():
+            if spec.search_if is not None and getattr(hp, spec.search_if[0]) != spec.search_if[1]:
+                field, value = spec.search_if
+                shown = str(value).lower() if isinstance(value, bool) else value
+                inert[name] = f"only method.{field}={shown} reads it; set that too, or leave it out"
+        return {**inert, **optimizer_inert(hp, self.dualoptim_inert)}
 
 
 _METHODS: dict[str, type[Method]] = {}

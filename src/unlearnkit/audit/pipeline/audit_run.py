@@ -78,6 +78,7 @@ def _describe_run(lr, target: bool = True) -> dict:
         "method": info.get("method"),
         "forget_spec": (split.forget_spec or info.get("forget_spec")) if target else info.get("forget_spec"),
         "n_forget": int(len(split.forget_idx)) if target else None,
+        "forget_sha256": info.get("forget_sha256"),  # compare tells runs of different forget sets apart by it
         "seed": info.get("seed", lr.config.seed),
         "dataset": info.get("dataset", {}).get("name"),
         "fingerprint": info.get("dataset", {}).get("fingerprint"),

@@ -169,6 +169,24 @@ def _row_from_audit(path: Path) -> dict[str, Any]:
     return {"path": str(run.path), "audit": None, "info": info, "metrics": metrics}
 
 
+def _forget_sets(entries: list[dict]) -> dict[str, list[str]]:
+    """Distinct forget sets among the runs (by the forget ids' digest in run.json): description -> run labels.
+
+    Originals (no forget set) and runs recorded before the digest are left out: nothing to tell apart.
+    """
+    labels = _labels([Path(e["path"]) for e in entries])
+    by_digest: dict[str, tuple[str, list[str]]] = {}
+    for e, label in zip(entries, labels):
+        info = e["audit"]["run"] if e["audit"] else e["info"]
+        digest = info.get("forget_sha256")
+        if digest:
+            spec = str(info.get("forget_spec") or "?")
+            by_digest.setdefault(digest, (spec, []))[1].append(label)
+    specs = [spec for spec, _ in by_digest.values()]
+    # Two different sets can share a spec (random:0.1 of two seeds): the digest's head tells them apart.
+    return {(spec if specs.count(spec) == 1 else f"{spec} [{digest[:8]}]"): runs for digest, (spec, runs) in by_digest.items()}
+
+
 def _labels(paths: Sequence[Path]) -> list[str]:
     """Each run's shortest trailing path that no other run shares: a/ft and b/ft are "a/ft" and "b/ft".
 
@@ -260,6 +278,11 @@ def compare(
     notes = []
     if len(fingerprints) > 1:
         notes.append("These runs come from different datasets: their numbers are not comparable.")
+    forget_sets = _forget_sets(entries)
+    if len(forget_sets) > 1:
+        # UA and MIA-efficacy are measured on each run's own forget set: side by side they look comparable, but are not.
+        shown = "; ".join(f"{spec} ({', '.join(labels)})" for spec, labels in forget_sets.items())
+        notes.append(f"These runs forgot different sets, so their forget-set numbers (UA, MIA-efficacy) are not comparable: {shown}.")
     if any(not r["audited"] for r in rows):
         notes.append("Runs marked not audited show only metrics.json accuracies; run `unlearnkit audit` on them.")
     scores_out = None
