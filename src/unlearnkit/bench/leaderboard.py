@@ -129,8 +129,8 @@ def gap_vs_time_plot(table: dict[str, list[dict]]) -> bytes:
             if r["method"] == FLOOR_ROW and not math.isnan(r["avg_gap"][0]):
                 # A line rather than a point: no method can be told apart from retraining below it.
                 ax.axhline(r["avg_gap"][0], color="grey", linestyle="--", linewidth=1)
-                ax.annotate("gap of a second retraining", (0, r["avg_gap"][0]), xycoords=("axes fraction", "data"),
-                            textcoords="offset points", xytext=(4, 3), fontsize=8, color="grey")
+                ax.annotate("gap of a second retraining", (1, r["avg_gap"][0]), xycoords=("axes fraction", "data"),
+                            textcoords="offset points", xytext=(-4, 3), ha="right", fontsize=8, color="grey")
                 continue
             (x, xe), (y, ye) = r["time_ratio"], r["avg_gap"]
             if math.isnan(x) or math.isnan(y):
