@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from unlearnkit.audit import audit
+from unlearnkit.errors import UnlearnkitError
 from unlearnkit.files import atomic_write_text
 
 KEYS = ("UA", "RA", "TA", "MIA")
@@ -46,8 +47,9 @@ def main() -> None:
         result = audit(run, reference=first, plots=False)
         summaries[run] = {k: result.summary[k] for k in (*KEYS, "avg_gap")}
         # Our pair arithmetic must be the audit's own avg_gap for the pairs the audit computed.
-        assert math.isclose(gap(summaries[run], summaries[first]) if run != first else 0.0, result.summary["avg_gap"],
-                            abs_tol=1e-9), (run, result.summary)
+        if not math.isclose(gap(summaries[run], summaries[first]), result.summary["avg_gap"], abs_tol=1e-9):
+            raise SystemExit(f"retrain_floor.py: the pair gap of {run} differs from its audit's avg_gap "
+                             f"{result.summary['avg_gap']}; the audit's definition changed, update gap()")
     floor = {f"{Path(a).name} vs {Path(b).name}": gap(summaries[a], summaries[b])
              for a, b in itertools.combinations(args.retrains, 2)}
     methods = {Path(m).name: {Path(r).name: gap(summaries[m], summaries[r]) for r in args.retrains} for m in args.methods}
@@ -70,4 +72,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UnlearnkitError as e:  # a run that is missing, or of another forget set: one line, as the CLI
+        raise SystemExit(f"retrain_floor.py: {e}") from None

@@ -44,18 +44,12 @@ class OptimizerParams:
 
 
 def optimizer_inert(hp, sgd_only: tuple[str, ...] = ()) -> dict[str, str]:
-    """{field: why} for the fields `hp.optimizer` makes inert (empty for hyperparameters without one).
-
-    `sgd`: forget_lr (only the dualoptim forget Adam reads it). `dualoptim`: `sgd_only`, the fields
-    of the shared SGD when the method's loss has no retain part (neggrad: `lr`, `weight_decay`),
-    because then only the forget Adam steps the weights.
+    """{field: why} for the fields of the shared SGD that `optimizer=dualoptim` makes inert: `sgd_only`,
+    when the method's loss has no retain part (neggrad: `lr`, `weight_decay`), because then only the
+    forget Adam steps the weights. (`forget_lr` under `sgd` needs no rule here: its `search_if`
+    declaration says it, `Method.inert_fields`.)
     """
-    if not isinstance(hp, OptimizerParams):
-        return {}
-    if hp.optimizer == "sgd":
-        return {"forget_lr": "only optimizer=dualoptim reads it (the forget Adam's lr); set method.optimizer=dualoptim "
-                             "or leave it out"}
-    if hp.optimizer == "dualoptim":
+    if isinstance(hp, OptimizerParams) and hp.optimizer == "dualoptim":
         return {name: "with optimizer=dualoptim this method's loss has only a forget part, which the forget Adam "
                       "steps (method.forget_lr); set that instead, or method.optimizer=sgd" for name in sgd_only}
     return {}

@@ -169,12 +169,11 @@ def _row_from_audit(path: Path) -> dict[str, Any]:
     return {"path": str(run.path), "audit": None, "info": info, "metrics": metrics}
 
 
-def _forget_sets(entries: list[dict]) -> dict[str, list[str]]:
+def _forget_sets(entries: list[dict], labels: list[str]) -> dict[str, list[str]]:
     """Distinct forget sets among the runs (by the forget ids' digest in run.json): description -> run labels.
 
     Originals (no forget set) and runs recorded before the digest are left out: nothing to tell apart.
     """
-    labels = _labels([Path(e["path"]) for e in entries])
     by_digest: dict[str, tuple[str, list[str]]] = {}
     for e, label in zip(entries, labels):
         info = e["audit"]["run"] if e["audit"] else e["info"]
@@ -269,7 +268,8 @@ def compare(
     if out_path is not None and (out_path / "run.json").is_file():
         raise UnlearnkitError(f"--out {out_path} is a run directory (its own report would be overwritten); choose another --out")
     entries = [_row_from_audit(Path(p)) for p in runs]
-    rows = [_compare_row(e, label) for e, label in zip(entries, _labels([Path(e["path"]) for e in entries]))]
+    labels = _labels([Path(e["path"]) for e in entries])
+    rows = [_compare_row(e, label) for e, label in zip(entries, labels)]
     columns: list[str] = []
     for r in rows:
         columns += [k for k in r if k not in columns and k not in ("path", "audited")]
@@ -278,7 +278,7 @@ def compare(
     notes = []
     if len(fingerprints) > 1:
         notes.append("These runs come from different datasets: their numbers are not comparable.")
-    forget_sets = _forget_sets(entries)
+    forget_sets = _forget_sets(entries, labels)
     if len(forget_sets) > 1:
         # UA and MIA-efficacy are measured on each run's own forget set: side by side they look comparable, but are not.
         shown = "; ".join(f"{spec} ({', '.join(labels)})" for spec, labels in forget_sets.items())
