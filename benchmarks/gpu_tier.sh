@@ -13,6 +13,8 @@
 #   GPU_TIER_SEEDS       bench seeds (default 1)
 #   GPU_TIER_BUDGET_S    wall-clock budget of the whole script in seconds (default 540)
 #   GPU_TIER_METHODS     bench methods (default all)
+#   GPU_TIER_WORKERS     bench --workers: processes running audits beside the one training/unlearning
+#                        job at a time (default 6; the GPU host's CPU cores fit the audits' SVC fits)
 #   GPU_TIER_COMPILE     1/0: run the torch.compile comparison (default 1; 0 in the CPU dry mode)
 #   GPU_TIER_COMPILE_MIN_S    run that comparison only if this many seconds are left after the bench (default 90)
 #   GPU_TIER_WORK        scratch folder for the bench store with its models (default: a temp folder)
@@ -43,6 +45,7 @@ fi
 START=$(date +%s)
 BUDGET="${GPU_TIER_BUDGET_S:-540}"
 SEEDS="${GPU_TIER_SEEDS:-1}"
+WORKERS="${GPU_TIER_WORKERS:-$([[ "$DRY" == "1" ]] && echo 2 || echo 6)}"  # dry mode: a 2-core CI machine
 METHODS="${GPU_TIER_METHODS:-all}"
 mkdir -p "$1"
 OUT="$(cd "$1" && pwd)"
@@ -112,7 +115,7 @@ else
 fi
 
 : > "$OUT/gpu_tier.log"
-log "repo $REPO, out $OUT, work $WORK, budget ${BUDGET}s, preset $PRESET, seeds $SEEDS, methods $METHODS"
+log "repo $REPO, out $OUT, work $WORK, budget ${BUDGET}s, preset $PRESET, seeds $SEEDS, methods $METHODS, workers $WORKERS"
 { nvidia-smi || true; } > "$OUT/nvidia-smi.txt" 2>&1
 
 # ---------------------------------------------------------------- stages
@@ -126,7 +129,7 @@ stage $(( $(remaining) < 80 ? $(remaining) - 20 : 60 )) throughput_eager \
 BENCH_START=$(date +%s)
 stage $(( $(remaining) - 20 )) bench \
     "$PY" -m unlearnkit bench --preset "$PRESET" "${DATA_ARGS[@]}" --methods "$METHODS" --forget "$FORGET" \
-    --seeds "$SEEDS" --out "$WORK/bench" "${BENCH_SET[@]}"
+    --seeds "$SEEDS" --workers "$WORKERS" --out "$WORK/bench" "${BENCH_SET[@]}"
 echo $(( $(date +%s) - BENCH_START )) > "$OUT/bench_seconds.txt"
 
 if [[ "$COMPILE" == "1" ]]; then

@@ -38,6 +38,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as save_bytes
 from torch import nn
 
+from unlearnkit.config import drop_late_fields
 from unlearnkit.errors import UnlearnkitError
 
 # The I/O layer, re-exported: run code (and other packages) import it from here.
@@ -340,6 +341,9 @@ def prepare_out_dir(out: Path, *, resume: bool, recipe: dict[str, Any] | None = 
             if "runtime" in recipe:
                 saved_runtime = saved_runtime if isinstance(saved_runtime, dict) else {}
                 saved["runtime"] = {k: saved_runtime.get(k) for k in recipe["runtime"]}
+            # config.json records every field; a field added later (LATE_FIELDS) counts only when set,
+            # so a run started before it existed and one started with it at its default both resume.
+            saved = drop_late_fields(saved)
             if saved != recipe:
                 diff = _first_difference(saved, recipe)
                 raise UnlearnkitError(

@@ -210,7 +210,7 @@ def unlearn_datasets(model: nn.Module, *, forget, retain, method: str = "scrub",
 
 
 def _recipe(recipe: TrainConfig | dict | None) -> TrainConfig:
-    """The user's data were augmented (or not) by their transforms: add no crop or flip of our own.
+    """The user's data were augmented (or not) by their transforms: add no crop, flip or cutout of our own.
 
     A TrainConfig is taken field by field through the same type and range checks as the dict
     form (TrainConfig(epochs=0) would retrain nothing, lr=-1 fail deep inside the optimiser).
@@ -218,7 +218,7 @@ def _recipe(recipe: TrainConfig | dict | None) -> TrainConfig:
     from unlearnkit.config import set_path, validate  # noqa: PLC0415
 
     cfg = RunConfig()
-    cfg.train.crop_padding, cfg.train.flip = 0, False
+    cfg.train.crop_padding, cfg.train.flip, cfg.train.cutout = 0, False, 0
     if isinstance(recipe, TrainConfig):
         items = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(TrainConfig)}
     elif recipe is None or isinstance(recipe, dict):

@@ -14,6 +14,7 @@ from unlearnkit.bench.leaderboard import mean_ci
 from unlearnkit.bench.runner import run_bench
 from unlearnkit.cli.main import main
 from unlearnkit.config import resolve_config
+from unlearnkit.errors import UnlearnkitError
 
 # Digits at a short recipe: the whole grid stays well inside the test budget.
 SMOKE = {"train.epochs": 6}
@@ -339,3 +340,25 @@ def test_retrain_floor_shares_the_score_replica(tmp_path, cache_dir, capsys):
     printed = capsys.readouterr().out
     assert printed.count("retrain/random:0.1/retrain/seed0-m1") == 1
     assert "audit/random:0.1/retrain-floor/seed0" in printed
+
+
+def test_workers_run_audits_beside_one_device_job_and_match_the_serial_bench(tmp_path, cache_dir):
+    """`--workers 3`: the same leaderboard as one process, and no two training/unlearning jobs
+    ever ran at once (their times are what the leaderboard compares with retraining's)."""
+    from unlearnkit.bench.executors import DEVICE_KINDS
+
+    cfg, methods = resolve_config("digits", {"train.epochs": 2}), "finetune,neggrad,ssd"
+    serial = run_bench(cfg, tmp_path / "serial", methods=methods, forget="random:0.1", seeds=1)
+    pooled = run_bench(cfg, tmp_path / "pooled", methods=methods, forget="random:0.1", seeds=1, workers=3)
+    assert not pooled["failed"] and not pooled["skipped"]
+    assert _quality(pooled["table"]) == _quality(serial["table"])
+    runs = [r for r in pooled["results"].values() if r["status"] == "done"]
+    assert len(runs) == len(serial["results"]) == 1 + (1 + 3) + 4  # original, retrain + methods, audits
+    device = sorted((r["started"], r["started"] + r["seconds"]) for r in runs if r["id"].split("/")[0] in DEVICE_KINDS)
+    assert len(device) == 5
+    for (_, end), (start, _) in zip(device, device[1:]):
+        assert start >= end - 0.05, "two training/unlearning jobs overlapped"  # 50 ms: clock reads vs process start
+    with pytest.raises(UnlearnkitError, match="--workers"):
+        run_bench(_cfg(), tmp_path / "bad", methods="finetune", workers=0)
+    with pytest.raises(UnlearnkitError, match="local executor"):
+        run_bench(_cfg(), tmp_path / "bad", methods="finetune", workers=2, executor="ray")

@@ -42,11 +42,11 @@ def _how_augmented(out: torch.Tensor, original: torch.Tensor, pad: int) -> tuple
 
 
 def test_crop_and_flip_are_drawn_per_sample_and_per_epoch():
-    assert (CFG.train.crop_padding, CFG.train.flip) == (4, True)
-    data = _distinct_images(64)
+    assert (CFG.train.crop_padding, CFG.train.flip, CFG.train.cutout) == (4, True, 8)
+    data = _distinct_images(64)  # crop and flip alone here (Cutout's squares: tests/core/test_cutout.py)
     seen: dict[int, list[tuple[int, int, bool]]] = {}
     for epoch in range(3):
-        for b in epoch_batches(data, CFG.train.__class__(**{**CFG.train.__dict__, "batch_size": 32}), IDENTITY, RT,
+        for b in epoch_batches(data, CFG.train.__class__(**{**CFG.train.__dict__, "batch_size": 32, "cutout": 0}), IDENTITY, RT,
                                seed=CFG.seed, tag="train", epoch=epoch):
             how = [_how_augmented((x * 255.0).round(), data.images[i], 4) for x, i in zip(b.x, b.index.tolist())]
             # Within one batch: many different windows and both flip states (not one draw per batch).
@@ -101,8 +101,8 @@ def test_batchnorm_trains_in_train_mode_and_predicts_in_eval_mode():
 
 
 def test_lr_schedule_is_the_presets_warm_up_then_linear_decay():
-    assert (CFG.train.schedule, CFG.train.warmup_fraction, CFG.train.epochs, CFG.train.batch_size) == ("onecycle", 0.1, 50, 512)
-    per_epoch = steps_per_epoch(40_000, CFG.train.batch_size)  # 78: 40k training images (val_fraction 0.2)
+    assert (CFG.train.schedule, CFG.train.warmup_fraction, CFG.train.epochs, CFG.train.batch_size) == ("onecycle", 0.1, 45, 512)
+    per_epoch = steps_per_epoch(45_000, CFG.train.batch_size)  # 88: 45k training images (val_fraction 0.1)
     total = CFG.train.epochs * per_epoch
     tr = Trainer.from_config(torch.nn.Linear(2, 2), CFG.train, total_steps=total)
     lr = [CFG.train.lr * tr.scheduler.lr_lambdas[0](s) for s in range(total)]

@@ -6,6 +6,9 @@ jobs that do are skipped. Finished jobs found in the store are reused ("cached")
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Callable
 
@@ -56,9 +59,24 @@ class _BenchBar:
         self.bar.close()
 
 
-def run_local(plan: Plan, data: str | None = None, on_result: Report | None = None) -> dict[str, dict[str, Any]]:
-    """Jobs one at a time in dependency order; a job another bench (on the same store) is
-    running now is put off while other ready jobs run, and waited for only when none is left."""
+# Jobs that train or unlearn a model: they own the accelerator (or the cores) while they run, and
+# their wall time is what the leaderboard divides by retraining's, so with several workers no two
+# of them run at once. Audits (mostly CPU: the MIA-efficacy SVC, the attacks) run beside them.
+DEVICE_KINDS = frozenset({"original", "retrain", "method"})
+
+
+def run_local(plan: Plan, data: str | None = None, on_result: Report | None = None,
+              workers: int = 1) -> dict[str, dict[str, Any]]:
+    """Jobs in dependency order; a job another bench (on the same store) is running now is put
+    off while other ready jobs run, and waited for only when none is left.
+
+    `workers` > 1 runs jobs in that many worker processes (`_run_pool`): one training or
+    unlearning job at a time (DEVICE_KINDS) with audits beside it.
+    """
+    if workers < 1:
+        raise UnlearnkitError(f"--workers must be >= 1, got {workers}")
+    if workers > 1:
+        return _run_pool(plan, data, on_result, workers)
     results: dict[str, dict[str, Any]] = {}
     bar = _BenchBar(plan, "bench")
     pending = plan.order()
@@ -82,6 +100,88 @@ def run_local(plan: Plan, data: str | None = None, on_result: Report | None = No
             on_result(result)
     bar.close()
     return {j.id: results[j.id] for j in plan.order()}
+
+
+def _run_pool(plan: Plan, data: str | None, on_result: Report | None, workers: int) -> dict[str, dict[str, Any]]:
+    """`run_local` with `workers` processes (spawned: CUDA cannot be forked).
+
+    Scheduling: at most one DEVICE_KINDS job in flight, so training and unlearning times stay
+    comparable with a serial bench's; audits fill the other workers. Jobs start in plan order
+    among those whose dependencies are done. A job that another bench holds (its lock) comes
+    back as None and is tried again a little later.
+    """
+    import multiprocessing  # noqa: PLC0415
+
+    results: dict[str, dict[str, Any]] = {}
+    position = {j.id: i for i, j in enumerate(plan.order())}
+    pending = plan.order()
+    retry_at: dict[str, float] = {}
+    running: dict[Future, Job] = {}
+    bar = _BenchBar(plan, f"bench ({workers} workers)")
+
+    def submit(job: Job) -> None:
+        pending.remove(job)
+        bar.start(job)
+        running[pool.submit(run_job, job, plan.path(job), _dep_paths(plan, job), _log(plan, job), data, wait=None)] = job
+
+    def finish(job: Job, result: dict[str, Any]) -> None:
+        results[job.id] = result
+        bar.finish(job, result)
+        if on_result:
+            on_result(result)
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for _ in range(workers):
+            pool.submit(_warm_up)  # start every worker now (each imports torch), not when its first job comes
+        while pending or running:
+            now = time.monotonic()
+            for job in [j for j in pending if all(d in results for d in j.deps)]:
+                failed = [d for d in job.deps if results[d]["status"] in ("failed", "skipped")]
+                if failed:
+                    pending.remove(job)
+                    finish(job, {"id": job.id, "status": "skipped", "seconds": 0.0, "log": None, "because": failed[0]})
+            ready = [j for j in pending if all(d in results for d in j.deps) and retry_at.get(j.id, 0.0) <= now]
+            # The device job first (the critical path: audits wait for methods, not the other way
+            # round); audits then fill the workers, keeping one free for the next device job.
+            if not _device_running(running):
+                for job in [j for j in ready if j.kind in DEVICE_KINDS][:1]:
+                    submit(job)
+            device_left = any(j.kind in DEVICE_KINDS for j in [*pending, *running.values()])
+            for job in [j for j in ready if j.kind not in DEVICE_KINDS]:
+                if len(running) >= workers - (1 if device_left and not _device_running(running) else 0):
+                    break
+                submit(job)
+            if not running:
+                if pending:
+                    time.sleep(0.5)  # every ready job is held by another bench: look again shortly
+                continue
+            done, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
+            for fut in done:
+                job = running.pop(fut)
+                try:
+                    result = fut.result()
+                except BrokenProcessPool:
+                    raise UnlearnkitError(
+                        f"a bench worker process died while running {job.id} (killed, e.g. out of memory, or it could not start: see above); run the same bench "
+                        "command again (finished jobs are reused), with fewer --workers") from None
+                if result is None:  # another bench holds its lock: try it again after the next jobs
+                    pending.append(job)
+                    pending.sort(key=lambda j: position[j.id])
+                    retry_at[job.id] = time.monotonic() + 2.0
+                else:
+                    finish(job, result)
+    bar.close()
+    return {j.id: results[j.id] for j in plan.order()}
+
+
+def _warm_up() -> None:
+    import torch  # noqa: F401, PLC0415
+
+    import unlearnkit.bench.jobs  # noqa: F401, PLC0415
+
+
+def _device_running(running: dict[Future, Job]) -> bool:
+    return any(j.kind in DEVICE_KINDS for j in running.values())
 
 
 def _run_one(plan: Plan, job: Job, results: dict[str, dict[str, Any]], data: str | None,

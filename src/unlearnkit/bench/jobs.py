@@ -68,6 +68,7 @@ def _run_locked(job: Job, path: Path, dep_paths: dict[str, str], log_path: Path,
 
 def _run_logged(job: Job, path: Path, dep_paths: dict[str, str], log_path: Path, data: str | None) -> dict[str, Any]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.time()  # wall clock, comparable across worker processes (results.json: when each job ran)
     t0 = time.perf_counter()
     with open(log_path, "a", encoding="utf-8") as log, contextlib.redirect_stderr(log), contextlib.redirect_stdout(log):
         os.environ.setdefault("UNLEARNKIT_QUIET", "0")
@@ -77,8 +78,9 @@ def _run_logged(job: Job, path: Path, dep_paths: dict[str, str], log_path: Path,
             _execute(job, path, dep_paths, data)
         except Exception:  # noqa: BLE001  (a job failure is reported, the bench goes on)
             log.write(traceback.format_exc())
-            return {"id": job.id, "status": "failed", "seconds": time.perf_counter() - t0, "log": str(log_path)}
-    return {"id": job.id, "status": "done", "seconds": time.perf_counter() - t0, "log": str(log_path)}
+            return {"id": job.id, "status": "failed", "seconds": time.perf_counter() - t0, "started": started,
+                    "log": str(log_path)}
+    return {"id": job.id, "status": "done", "seconds": time.perf_counter() - t0, "started": started, "log": str(log_path)}
 
 
 def _execute(job: Job, path: Path, dep_paths: dict[str, str], data: str | None) -> None:

@@ -60,6 +60,7 @@ def run_bench(
     seed_start: int = 0,
     executor: str = "local",
     ray_address: str | None = None,
+    workers: int = 1,
     score_models: int = 0,
     retrain_floor: bool = False,
     hparams: dict[str, dict[str, Any]] | None = None,
@@ -79,6 +80,10 @@ def run_bench(
         raise UnlearnkitError(f"--score-models runs its models on seed 0; run it with --seed-start 0 (not {seed_start})")
     if seeds < 1:
         raise UnlearnkitError(f"--seeds must be >= 1, got {seeds}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UnlearnkitError(f"--workers must be a whole number >= 1, got {workers!r}")
+    if workers > 1 and executor != "local":
+        raise UnlearnkitError(f"--workers {workers} is for the local executor; Ray schedules its own tasks (drop --workers)")
     seed_list = list(range(seed_start, seed_start + seeds))
     names = parse_methods(methods)
     unused = sorted(set(hparams or {}) - set(names) - {"retrain"})
@@ -116,7 +121,7 @@ def run_bench(
     if executor == "ray":
         results = run_ray(plan, data=data, address=ray_address, num_cpus=available_cpus())
     else:
-        results = run_local(plan, data=data)
+        results = run_local(plan, data=data, workers=workers)
     write_outputs(out, {"results.json": json_text(results)})
     failed = [r for r in results.values() if r["status"] == "failed"]
     skipped = [r for r in results.values() if r["status"] == "skipped"]

@@ -24,6 +24,9 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
                    help="also retrain each (seed, scenario) with a second initial seed and audit it against the reference: "
                         "a leaderboard row with the gap a perfect method scores (one more retraining per seed and scenario)")
     p.add_argument("--executor", default="local", choices=["local", "ray"], help="where jobs run (default: local)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="local executor: run jobs in N processes, one training/unlearning job at a time (so its time "
+                        "stays comparable) with audits beside it; for a GPU machine with spare cores (default 1)")
     p.add_argument("--ray-address", help="join an existing Ray cluster (default: start a local instance)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override the recipe (train.epochs=3) or a method (finetune.lr=0.01); repeatable")
@@ -61,7 +64,7 @@ def bench_cmd(args: argparse.Namespace) -> int:
 
         make_hparams(method, values)  # bad names/types fail before any job runs
     result = run_bench(cfg, Path(args.out), methods=args.methods, forget=args.forget, seeds=args.seeds,
-                       seed_start=args.seed_start, executor=args.executor, ray_address=args.ray_address, score_models=args.score_models,
+                       seed_start=args.seed_start, executor=args.executor, ray_address=args.ray_address, workers=args.workers, score_models=args.score_models,
                        retrain_floor=args.retrain_floor,
                        hparams=hparams, dry_run=args.dry_run, print_table=print_table)
     if args.dry_run:

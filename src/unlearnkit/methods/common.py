@@ -39,13 +39,13 @@ def method_recipe(ctx: MethodContext, *, lr: float, batch_size: int = 0, weight_
     """The original run's recipe with the method's optimiser settings.
 
     `batch_size` 0 means the recipe's own batch size (128 for cifar10-cpu, 64 on digits), so one
-    default works on both. Augmentation (crop/flip) stays the recipe's unless `augment` is off.
+    default works on both. Augmentation (crop/flip/cutout) stays the recipe's unless `augment` is off.
     Unlearning runs are short: cosine decay without warm-up, like `finetune`.
     """
     return replace(
         ctx.recipe, lr=lr, batch_size=batch_size or ctx.recipe.batch_size, weight_decay=weight_decay,
         schedule=schedule, warmup_fraction=0.0,
-        **({} if augment else {"crop_padding": 0, "flip": False}),
+        **({} if augment else {"crop_padding": 0, "flip": False, "cutout": 0}),
     )
 
 
@@ -88,7 +88,7 @@ def forget_and_retain(ctx: MethodContext, cfg: TrainConfig, passes: float, tag: 
     """
     forget, retain = ctx.data("forget"), ctx.data("retain")
     steps = pass_steps(len(forget), cfg.batch_size, passes)
-    forget_cfg = cfg if augment_forget else replace(cfg, crop_padding=0, flip=False)
+    forget_cfg = cfg if augment_forget else replace(cfg, crop_padding=0, flip=False, cutout=0)
     stream = paired_batches(endless_batches(forget, forget_cfg, ctx, f"{tag}/forget", relabel),
                             endless_batches(retain, cfg, ctx, f"{tag}/retain"), steps)
     return stream, steps

@@ -113,13 +113,16 @@ def batches(
     seed: int | None = None,
     crop_padding: int = 0,
     flip: bool = False,
+    cutout: int = 0,
 ) -> Iterator[Batch]:
     """One pass over `data`. With a seed: shuffled, augmented, last partial batch dropped.
 
     Without a seed: in order, no augmentation, every sample (evaluation).
     Dropping the ragged last batch in training avoids BatchNorm on a handful of samples;
     a set smaller than one batch is used whole (so training sees one batch shape per set).
-    On CUDA the random numbers (order, crops, flips) are drawn on the GPU: no host work or
+    `cutout` > 0 blanks one square per image with the split's mean colour (`augment.random_cutout`;
+    larger than the images is a one-line error).
+    On CUDA the random numbers (order, crops, flips, cutout squares) are drawn on the GPU: no host work or
     host-device copy per batch. The same seed gives the same stream on the same device type.
     """
     n = len(data)
@@ -133,12 +136,20 @@ def batches(
     gen = torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(seed)
     order = torch.randperm(n, generator=gen, device=gen.device).to(device)
     size = min(batch_size, n)
+    # The mean colour as uint8, made once: the normalised square is then ~0, as in Cutout on
+    # normalised data. (A cutout larger than the images is refused by random_cutout.)
+    fill = cutout_fill(normalizer, device) if cutout > 0 else None
     for start in range(0, n - size + 1, size):
         idx = order[start : start + size]
         images = data.images[idx]
-        if crop_padding or flip:
-            images = augment(images, crop_padding, flip, gen)
+        if crop_padding or flip or cutout > 0:
+            images = augment(images, crop_padding, flip, gen, cutout, fill)
         yield Batch(normalizer(images, runtime.channels_last), data.labels[idx], idx)
+
+
+def cutout_fill(normalizer: Normalizer, device: torch.device) -> torch.Tensor:
+    """The training split's per-channel mean as uint8 (0-255, rounded) on `device`: Cutout's fill."""
+    return torch.tensor([min(255, max(0, round(m * 255.0))) for m in normalizer.mean], dtype=torch.uint8, device=device)
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:

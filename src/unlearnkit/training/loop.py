@@ -331,7 +331,7 @@ def epoch_batches(data: TensorSet, cfg: TrainConfig, normalizer: Normalizer, run
     """The augmented, shuffled batches of one epoch; the order depends only on (seed, tag, epoch)."""
     return batches(
         data, cfg.batch_size, normalizer, runtime,
-        seed=stream_seed(seed, tag, epoch), crop_padding=cfg.crop_padding, flip=cfg.flip,
+        seed=stream_seed(seed, tag, epoch), crop_padding=cfg.crop_padding, flip=cfg.flip, cutout=cfg.cutout,
     )
 
 

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from unlearnkit.config import drop_late_fields
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.tuning.scenarios import kind_of
 
@@ -38,7 +39,8 @@ def weight_recipe(config: Any) -> dict[str, Any]:
     """The flat `section.key -> value` settings of a run config that determine its weights.
 
     The seed is left out (tuned defaults are for a recipe over many seeds), and so is the
-    dataset path (a preset names its dataset; paths differ between machines).
+    dataset path (a preset names its dataset; paths differ between machines), and so are the
+    config.LATE_FIELDS at their default (entries recorded before those fields keep their hash).
     """
     flat: dict[str, Any] = {}
 
@@ -50,7 +52,8 @@ def weight_recipe(config: Any) -> dict[str, Any]:
                 flat[f"{prefix}{k}"] = v
 
     walk(_config_dict(config), "")
-    return dict(sorted(flat.items()))
+    # Fields added after entries were first recorded count only when set (config.LATE_FIELDS).
+    return dict(sorted(drop_late_fields(flat, flat=True).items()))
 
 
 def recipe_hash(config: Any) -> str:
