@@ -362,3 +362,41 @@ def test_workers_run_audits_beside_one_device_job_and_match_the_serial_bench(tmp
         run_bench(_cfg(), tmp_path / "bad", methods="finetune", workers=0)
     with pytest.raises(UnlearnkitError, match="local executor"):
         run_bench(_cfg(), tmp_path / "bad", methods="finetune", workers=2, executor="ray")
+
+
+def test_sigint_to_the_bench_alone_stops_its_workers(tmp_path, cache_dir):
+    """`timeout --signal=INT` (gpu_tier.sh) signals the bench process only: it passes the interrupt
+    on to the worker running a job, idle workers exit quietly, and nothing stays locked or running."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import unlearnkit
+
+    out = tmp_path / "b"
+    env = {**os.environ, "PYTHONPATH": str(Path(unlearnkit.__file__).resolve().parents[1]), "UNLEARNKIT_QUIET": "1",
+           "OMP_NUM_THREADS": "1", "UNLEARNKIT_CACHE": str(cache_dir)}
+    proc = subprocess.Popen([sys.executable, "-m", "unlearnkit", "bench", "--preset", "digits", "--set", "train.epochs=500",
+                             "--methods", "finetune", "--workers", "2", "--out", str(out)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    log = out / "logs" / "original__seed0.log"
+    deadline = time.monotonic() + 300
+    while not (log.is_file() and "started by pid" in log.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # into the training loop
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, output[-2000:]
+    assert "interrupted: run the same bench command again" in output and "Traceback" not in output, output[-2000:]
+    assert "interrupted (KeyboardInterrupt)" in log.read_text()  # the job itself was interrupted, not left to finish 500 epochs
+    for _ in range(50):  # workers exit as the pool shuts down; allow them a moment
+        alive = subprocess.run(["pgrep", "-a", "-s", str(proc.pid)], capture_output=True, text=True).stdout.strip()
+        if not alive:
+            break
+        time.sleep(0.1)
+    assert not alive, f"processes of the bench left running: {alive}"
+    assert not [p for p in out.rglob(".unlearnkit.lock") if p.is_file() and p.stat().st_size]

@@ -122,7 +122,7 @@ def _run_pool(plan: Plan, data: str | None, on_result: Report | None, workers: i
     def submit(job: Job) -> None:
         pending.remove(job)
         bar.start(job)
-        running[pool.submit(run_job, job, plan.path(job), _dep_paths(plan, job), _log(plan, job), data, wait=None)] = job
+        running[pool.submit(_run_job_in_worker, job, plan.path(job), _dep_paths(plan, job), _log(plan, job), data, wait=None)] = job
 
     def finish(job: Job, result: dict[str, Any]) -> None:
         results[job.id] = result
@@ -130,54 +130,102 @@ def _run_pool(plan: Plan, data: str | None, on_result: Report | None, workers: i
         if on_result:
             on_result(result)
 
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_init) as pool:
         for _ in range(workers):
             pool.submit(_warm_up)  # start every worker now (each imports torch), not when its first job comes
-        while pending or running:
-            now = time.monotonic()
-            for job in [j for j in pending if all(d in results for d in j.deps)]:
-                failed = [d for d in job.deps if results[d]["status"] in ("failed", "skipped")]
-                if failed:
-                    pending.remove(job)
-                    finish(job, {"id": job.id, "status": "skipped", "seconds": 0.0, "log": None, "because": failed[0]})
-            ready = [j for j in pending if all(d in results for d in j.deps) and retry_at.get(j.id, 0.0) <= now]
-            # The device job first (the critical path: audits wait for methods, not the other way
-            # round); audits then fill the workers, keeping one free for the next device job.
-            if not _device_running(running):
-                for job in [j for j in ready if j.kind in DEVICE_KINDS][:1]:
-                    submit(job)
-            device_left = any(j.kind in DEVICE_KINDS for j in [*pending, *running.values()])
-            for job in [j for j in ready if j.kind not in DEVICE_KINDS]:
-                if len(running) >= workers - (1 if device_left and not _device_running(running) else 0):
-                    break
-                submit(job)
-            if not running:
-                if pending:
-                    time.sleep(0.5)  # every ready job is held by another bench: look again shortly
-                continue
-            done, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
-            for fut in done:
-                job = running.pop(fut)
-                try:
-                    result = fut.result()
-                except BrokenProcessPool:
-                    raise UnlearnkitError(
-                        f"a bench worker process died while running {job.id} (killed, e.g. out of memory, or it could not start: see above); run the same bench "
-                        "command again (finished jobs are reused), with fewer --workers") from None
-                if result is None:  # another bench holds its lock: try it again after the next jobs
-                    pending.append(job)
-                    pending.sort(key=lambda j: position[j.id])
-                    retry_at[job.id] = time.monotonic() + 2.0
-                else:
-                    finish(job, result)
+        try:
+            _schedule(pending, running, results, retry_at, position, workers, submit, finish)
+        except KeyboardInterrupt:
+            # A Ctrl-C reaches every process of the terminal, but `timeout --signal=INT` (gpu_tier.sh)
+            # or a scheduler's SIGINT reaches this one only: pass it on, so each worker's job unwinds
+            # (locks released, checkpoints kept) and the pool's shutdown does not wait for whole jobs.
+            _interrupt_workers(pool)
+            raise
     bar.close()
     return {j.id: results[j.id] for j in plan.order()}
+
+
+def _schedule(pending, running, results, retry_at, position, workers, submit, finish) -> None:
+    """`_run_pool`'s loop: start what may start, then wait for the next job to finish."""
+    while pending or running:
+        now = time.monotonic()
+        for job in [j for j in pending if all(d in results for d in j.deps)]:
+            failed = [d for d in job.deps if results[d]["status"] in ("failed", "skipped")]
+            if failed:
+                pending.remove(job)
+                finish(job, {"id": job.id, "status": "skipped", "seconds": 0.0, "log": None, "because": failed[0]})
+        ready = [j for j in pending if all(d in results for d in j.deps) and retry_at.get(j.id, 0.0) <= now]
+        # The device job first (the critical path: audits wait for methods, not the other way
+        # round); audits then fill the workers, keeping one free for the next device job.
+        if not _device_running(running):
+            for job in [j for j in ready if j.kind in DEVICE_KINDS][:1]:
+                submit(job)
+        device_left = any(j.kind in DEVICE_KINDS for j in [*pending, *running.values()])
+        for job in [j for j in ready if j.kind not in DEVICE_KINDS]:
+            if len(running) >= workers - (1 if device_left and not _device_running(running) else 0):
+                break
+            submit(job)
+        if not running:
+            if pending:
+                time.sleep(0.5)  # every ready job is held by another bench: look again shortly
+            continue
+        done, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
+        for fut in done:
+            job = running.pop(fut)
+            try:
+                result = fut.result()
+            except BrokenProcessPool:
+                raise UnlearnkitError(
+                    f"a bench worker process died while running {job.id} (killed, e.g. out of memory, or it could not start: see above); run the same bench "
+                    "command again (finished jobs are reused), with fewer --workers") from None
+            if result is None:  # another bench holds its lock: try it again after the next jobs
+                pending.append(job)
+                pending.sort(key=lambda j: position[j.id])
+                retry_at[job.id] = time.monotonic() + 2.0
+            else:
+                finish(job, result)
+
+
+_IN_JOB = False  # in a worker: whether a job is running (a SIGINT then interrupts it; an idle worker ignores it)
+
+
+def _worker_init() -> None:
+    import signal  # noqa: PLC0415
+
+    signal.signal(signal.SIGINT, _on_sigint)
+
+
+def _on_sigint(signum, frame) -> None:
+    # An idle worker waiting for its next job would die with a traceback; the pool's shutdown ends it.
+    if _IN_JOB:
+        raise KeyboardInterrupt
+
+
+def _run_job_in_worker(*args, **kwargs) -> dict[str, Any] | None:
+    global _IN_JOB
+    _IN_JOB = True
+    try:
+        return run_job(*args, **kwargs)
+    finally:
+        _IN_JOB = False
 
 
 def _warm_up() -> None:
     import torch  # noqa: F401, PLC0415
 
     import unlearnkit.bench.jobs  # noqa: F401, PLC0415
+
+
+def _interrupt_workers(pool: ProcessPoolExecutor) -> None:
+    import os  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):  # no public handle before Python 3.14
+        try:
+            os.kill(proc.pid, signal.SIGINT)
+        except (ProcessLookupError, AttributeError, TypeError):
+            pass
 
 
 def _device_running(running: dict[Future, Job]) -> bool:

@@ -76,6 +76,10 @@ def _run_logged(job: Job, path: Path, dep_paths: dict[str, str], log_path: Path,
         print(f"== {job.id}: started by pid {os.getpid()} at {time.strftime('%Y-%m-%dT%H:%M:%S')}", flush=True)
         try:
             _execute(job, path, dep_paths, data)
+        except KeyboardInterrupt:
+            log.write(f"== {job.id}: interrupted (KeyboardInterrupt) at {time.strftime('%Y-%m-%dT%H:%M:%S')}; "
+                      "running the bench again resumes it\n")
+            raise
         except Exception:  # noqa: BLE001  (a job failure is reported, the bench goes on)
             log.write(traceback.format_exc())
             return {"id": job.id, "status": "failed", "seconds": time.perf_counter() - t0, "started": started,
