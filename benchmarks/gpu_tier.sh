@@ -126,6 +126,7 @@ log "repo $REPO, out $OUT, work $WORK, budget ${BUDGET}s, preset $PRESET, seeds 
 stage $(( $(remaining) < 80 ? $(remaining) - 20 : 60 )) throughput_eager \
     "$PY" benchmarks/train_throughput.py "${THROUGHPUT[@]}" --json "$OUT/throughput_eager.json"
 
+echo "$WORKERS" > "$OUT/bench_workers.txt"
 BENCH_START=$(date +%s)
 stage $(( $(remaining) - 20 )) bench \
     "$PY" -m unlearnkit bench --preset "$PRESET" "${DATA_ARGS[@]}" --methods "$METHODS" --forget "$FORGET" \

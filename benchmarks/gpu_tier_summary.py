@@ -53,6 +53,7 @@ def main(out: Path, preset: str) -> dict:
         "preset": preset,
         "stages": stages,
         "bench_minutes": round(int(bench_s) / 60, 2) if bench_s.isdigit() else None,
+        "bench_workers": int(w) if (w := read_text(out / "bench_workers.txt")).isdigit() else None,
         "originals": originals(out),
         "throughput_eager": read_json(out / "throughput_eager.json"),
         "throughput_compile": read_json(out / "throughput_compile.json"),
@@ -63,7 +64,7 @@ def main(out: Path, preset: str) -> dict:
              f"torch {summary['torch']} (CUDA {summary['cuda']}), preset `{preset}`", "",
              "| stage | status |", "|---|---|", *(f"| {k} | {v} |" for k, v in stages.items()), ""]
     if summary["bench_minutes"] is not None:
-        lines += [f"bench: {summary['bench_minutes']} min", ""]
+        lines += [f"bench: {summary['bench_minutes']} min ({summary['bench_workers']} workers)", ""]
     for o in summary["originals"]:
         lines.append(f"original seed {o['seed']}: test {o['test_acc']}%, train {o['train_acc']}%, {o['epochs']} epochs in "
                      f"{o['train_seconds']} s ({o['img_per_s']} img/s), peak {o['peak_memory_mb']} MB, {o['runtime']}")

@@ -224,8 +224,9 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "cifar10-resnet18",
             "CIFAR-10, the seed's width-64 ResNet-18 (11.2M params), for a GPU: target >= 94% test in <= 60 s of "
-            "training on an H100/H200. 45 epochs on 45k images (SalUn's split) with Cutout 8: the 50-epoch, 40k-image "
-            "recipe before it overfit (one H200: 90.59% test at 99.86% train accuracy, 52.8 s; docs/benchmarks.md).",
+            "training on an H100/H200. 45 epochs on 45k images (SalUn's split) with Cutout 8, not yet measured; the "
+            "recipe before it (50 epochs on 40k, no Cutout) overfit: one H200, 90.59% test at 99.86% train accuracy "
+            "in 52.8 s (docs/benchmarks.md).",
             # Issue #11 review of the 90.59%: the mechanics are as stated (tests/core/test_gpu_preset_recipe.py:
             # crop and flip drawn per sample and per epoch, decay 5e-4 on every parameter, BatchNorm in
             # train/eval mode, warm-up then linear decay, label smoothing, flip TTA, one normaliser for

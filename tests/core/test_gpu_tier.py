@@ -42,6 +42,7 @@ def test_dry_mode_runs_every_stage_and_keeps_records_but_no_models(tmp_path, cac
     (orig,) = summary["originals"]
     assert orig["test_acc"] > 20 and orig["train_seconds"] > 0 and orig["peak_memory_mb"] > 0
     assert summary["throughput_eager"]["unlearnkit_loop_img_s"] > 0 and summary["bench_minutes"] is not None
+    assert summary["bench_workers"] == 2  # the dry mode's default: audits beside the one training/unlearning job
     md = (out / "summary.md").read_text()
     assert "original seed 0: test" in md and "| finetune |" in md  # the leaderboard is embedded
     for name in ("leaderboard.md", "leaderboard.csv", "results.json", "logs/original__seed0.log"):

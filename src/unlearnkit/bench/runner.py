@@ -101,6 +101,13 @@ def run_bench(
         probe.with_forget(scenario)  # a bad scenario fails now, not after an hour of training
     store = out / "store"
     gpus = 1.0 if cuda_available() else 0.0
+    if workers > 1 and not gpus:
+        import warnings  # noqa: PLC0415
+
+        # Allowed (a many-core CPU can spare cores for audits), but the timed jobs then share the cores.
+        warnings.warn(f"--workers {workers} without a GPU: audits share the CPU cores with the timed training and "
+                      "unlearning jobs, so the leaderboard's times (and their ratios to retraining) may be inflated",
+                      stacklevel=2)
     cpus = 1 if gpus else max(1, available_cpus())
     plan = build_plan(cfg, bundle.fingerprint, methods=names, scenarios=scenarios, seeds=seed_list, store=store,
                       hparams=hparams, score_models=score_models, retrain_floor=retrain_floor, num_cpus=cpus, num_gpus=gpus)
