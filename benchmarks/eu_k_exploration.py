@@ -1,0 +1,98 @@
+"""EU-k / CF-k (Goel et al. 2022) as a throwaway method, for the exploration in docs/benchmarks.md
+("The gap's noise floor"): not in the package, not tuned, run on an evaluation seed only.
+
+Re-initialise (EU-k; `reset` < 1 mixes the old weights back in) or keep (CF-k, `reinit=false`) the
+model's last k parameterised top-level blocks, freeze the rest (BatchNorm statistics too: momentum
+0) and train the suffix on retain with the recipe's augmentation and a cosine schedule.
+
+    python benchmarks/eu_k_exploration.py forget RUN --method eu_k --forget random:0.1 \
+        --set method.k=2 --set method.epochs=1.5 --set method.lr=0.05 --out OUT
+    unlearnkit audit OUT --reference RETRAIN_RUN --original RUN
+
+(the first argument onwards is unlearnkit's own command line, with `eu_k` registered).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import sys
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from unlearnkit.cli.main import main
+from unlearnkit.config import TrainConfig
+from unlearnkit.methods.base import Method, register_method
+from unlearnkit.params import param
+from unlearnkit.training.data import steps_per_epoch
+from unlearnkit.training.loop import Trainer, cross_entropy_loss, epoch_batches, run_epoch
+
+
+@dataclass
+class EUkHparams:
+    k: int = param(2, ge=1)
+    reinit: bool = True
+    reset: float = param(1.0, ge=0, le=1)  # suffix <- (1 - reset) old + reset fresh (1 = EU-k)
+    epochs: float = param(1.0, gt=0)
+    lr: float = param(0.05, gt=0)
+    batch_size: int = param(256, ge=0)
+    weight_decay: float = param(5e-4, ge=0)
+
+
+def _reinitialise(block: nn.Module, reset: float) -> None:
+    old = copy.deepcopy(block.state_dict())
+    for sub in block.modules():
+        if hasattr(sub, "reset_parameters"):
+            sub.reset_parameters()
+    with torch.no_grad():
+        for name, t in block.state_dict().items():
+            if t.is_floating_point():
+                t.copy_((1 - reset) * old[name] + reset * t)
+
+
+@register_method
+class EUk(Method):
+    name = "eu_k"
+    summary = "Exploration: retrain (EU-k) or fine-tune (CF-k) the last k blocks on retain."
+    paper = "Goel et al. 2022"
+    Hparams = EUkHparams
+
+    def cost(self, hp, sizes, recipe):
+        return float(hp.epochs)  # an upper bound: the frozen prefix runs forward only
+
+    def run(self, model, ctx, hp):
+        blocks = [m for _, m in model.named_children() if any(True for _ in m.parameters())]
+        suffix, prefix = blocks[-hp.k:], blocks[:-hp.k]
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for block in suffix:
+            for p in block.parameters():
+                p.requires_grad_(True)
+            if hp.reinit:
+                _reinitialise(block, hp.reset)
+        for block in prefix:
+            for sub in block.modules():
+                if isinstance(sub, nn.modules.batchnorm._BatchNorm):
+                    sub.momentum = 0.0  # frozen statistics in train mode
+        retain = ctx.data("retain")
+        cfg = TrainConfig(**{**ctx.recipe.__dict__, "epochs": max(1, math.ceil(hp.epochs)), "lr": hp.lr,
+                             "batch_size": hp.batch_size or ctx.recipe.batch_size,
+                             "weight_decay": hp.weight_decay, "schedule": "cosine", "warmup_fraction": 0.0})
+        per_epoch = steps_per_epoch(len(retain), cfg.batch_size)
+        total = max(1, round(hp.epochs * per_epoch))
+        trainer = Trainer.from_config(model, cfg, total_steps=total)
+        loss = cross_entropy_loss(cfg.label_smoothing)
+        for epoch in range(math.ceil(total / per_epoch)):
+            steps = min(per_epoch, total - epoch * per_epoch)
+            batches = itertools.islice(epoch_batches(retain, cfg, ctx.normalizer, ctx.runtime, ctx.seed, "euk", epoch), steps)
+            run_epoch(model, trainer, batches, loss, ctx.runtime, total=steps, desc=f"eu_k {epoch + 1}")
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
