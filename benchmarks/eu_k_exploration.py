@@ -26,6 +26,7 @@ from torch import nn
 from unlearnkit.cli.main import main
 from unlearnkit.config import TrainConfig
 from unlearnkit.methods.base import Method, register_method
+from unlearnkit.methods.common import distill_kl
 from unlearnkit.params import param
 from unlearnkit.training.data import steps_per_epoch
 from unlearnkit.training.loop import Trainer, cross_entropy_loss, epoch_batches, run_epoch
@@ -40,6 +41,8 @@ class EUkHparams:
     lr: float = param(0.05, gt=0)
     batch_size: int = param(256, ge=0)
     weight_decay: float = param(5e-4, ge=0)
+    # ce: the retain labels; kd: KL to the original's (eval-mode, no flip TTA) outputs on the same batch
+    retain_loss: str = param("ce", choices=("ce", "kd"))
 
 
 def _reinitialise(block: nn.Module, reset: float) -> None:
@@ -64,6 +67,11 @@ class EUk(Method):
         return float(hp.epochs)  # an upper bound: the frozen prefix runs forward only
 
     def run(self, model, ctx, hp):
+        teacher = None
+        if hp.retain_loss == "kd":
+            teacher = copy.deepcopy(model).eval()
+            if hasattr(teacher, "flip_tta"):
+                teacher.flip_tta = False  # one forward per batch is enough for a target
         blocks = [m for _, m in model.named_children() if any(True for _ in m.parameters())]
         suffix, prefix = blocks[-hp.k:], blocks[:-hp.k]
         for p in model.parameters():
@@ -84,7 +92,7 @@ class EUk(Method):
         per_epoch = steps_per_epoch(len(retain), cfg.batch_size)
         total = max(1, round(hp.epochs * per_epoch))
         trainer = Trainer.from_config(model, cfg, total_steps=total)
-        loss = cross_entropy_loss(cfg.label_smoothing)
+        loss = cross_entropy_loss(cfg.label_smoothing) if teacher is None else _kd_loss(teacher, ctx)
         for epoch in range(math.ceil(total / per_epoch)):
             steps = min(per_epoch, total - epoch * per_epoch)
             batches = itertools.islice(epoch_batches(retain, cfg, ctx.normalizer, ctx.runtime, ctx.seed, "euk", epoch), steps)
@@ -92,6 +100,16 @@ class EUk(Method):
         for p in model.parameters():
             p.requires_grad_(True)
         return model
+
+
+def _kd_loss(teacher: nn.Module, ctx):
+    def loss_fn(model: nn.Module, batch):
+        with torch.no_grad(), ctx.runtime.autocast():
+            target = teacher(batch.x).float()
+        logits = model(batch.x)
+        return distill_kl(logits, target), {"correct": (logits.argmax(1) == batch.y).sum(), "n": batch.y.numel()}
+
+    return loss_fn
 
 
 if __name__ == "__main__":
