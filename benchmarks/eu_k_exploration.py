@@ -27,6 +27,7 @@ from unlearnkit.cli.main import main
 from unlearnkit.config import TrainConfig
 from unlearnkit.methods.base import Method, register_method
 from unlearnkit.methods.common import distill_kl
+from unlearnkit.methods.finetune import finetune_steps
 from unlearnkit.params import param
 from unlearnkit.training.data import steps_per_epoch
 from unlearnkit.training.loop import Trainer, cross_entropy_loss, epoch_batches, run_epoch
@@ -90,7 +91,7 @@ class EUk(Method):
                              "batch_size": hp.batch_size or ctx.recipe.batch_size,
                              "weight_decay": hp.weight_decay, "schedule": "cosine", "warmup_fraction": 0.0})
         per_epoch = steps_per_epoch(len(retain), cfg.batch_size)
-        total = max(1, round(hp.epochs * per_epoch))
+        total = finetune_steps(hp.epochs, per_epoch)  # finetune's rule for fractional epochs
         trainer = Trainer.from_config(model, cfg, total_steps=total)
         loss = cross_entropy_loss(cfg.label_smoothing) if teacher is None else _kd_loss(teacher, ctx)
         for epoch in range(math.ceil(total / per_epoch)):
