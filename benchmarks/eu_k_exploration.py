@@ -3,7 +3,9 @@
 
 Re-initialise (EU-k; `reset` < 1 mixes the old weights back in) or keep (CF-k, `reinit=false`) the
 model's last k parameterised top-level blocks, freeze the rest (BatchNorm statistics too: momentum
-0) and train the suffix on retain with the recipe's augmentation and a cosine schedule.
+0) and train the suffix on retain with the recipe's augmentation and a cosine schedule; or, with
+`cache=true` (ResNet, k=2), run the prefix once over retain and train layer4 + fc on its stored
+layer3 features.
 
     python benchmarks/eu_k_exploration.py forget RUN --method eu_k --forget random:0.1 \
         --set method.k=2 --set method.epochs=1.5 --set method.lr=0.05 --out OUT
@@ -18,6 +20,7 @@ import copy
 import itertools
 import math
 import sys
+import time
 from dataclasses import dataclass
 
 import torch
@@ -25,11 +28,12 @@ from torch import nn
 
 from unlearnkit.cli.main import main
 from unlearnkit.config import TrainConfig
+from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods.base import Method, register_method
 from unlearnkit.methods.common import distill_kl
 from unlearnkit.methods.finetune import finetune_steps
 from unlearnkit.params import param
-from unlearnkit.training.data import steps_per_epoch
+from unlearnkit.training.data import batches, steps_per_epoch, stream_seed
 from unlearnkit.training.loop import Trainer, cross_entropy_loss, epoch_batches, run_epoch
 
 
@@ -44,6 +48,13 @@ class EUkHparams:
     weight_decay: float = param(5e-4, ge=0)
     # ce: the retain labels; kd: KL to the original's (eval-mode, no flip TTA) outputs on the same batch
     retain_loss: str = param("ce", choices=("ce", "kd"))
+    # ResNet with k=2 only: run the frozen prefix (stem..layer3) once over retain in eval mode and
+    # train layer4 + fc on the stored features; `cache_views` 2 adds the mirrored images' features;
+    # `feature_shift` > 0 rolls each feature map by up to that many cells (a crop at layer3's scale)
+    cache: bool = False
+    cache_views: int = param(1, ge=1, le=2)
+    feature_shift: int = param(0, ge=0, le=2)
+    feature_flip: bool = False
 
 
 def _reinitialise(block: nn.Module, reset: float) -> None:
@@ -87,6 +98,8 @@ class EUk(Method):
                 if isinstance(sub, nn.modules.batchnorm._BatchNorm):
                     sub.momentum = 0.0  # frozen statistics in train mode
         retain = ctx.data("retain")
+        if hp.cache:
+            return _train_on_cached_features(model, ctx, hp)
         cfg = TrainConfig(**{**ctx.recipe.__dict__, "epochs": max(1, math.ceil(hp.epochs)), "lr": hp.lr,
                              "batch_size": hp.batch_size or ctx.recipe.batch_size,
                              "weight_decay": hp.weight_decay, "schedule": "cosine", "warmup_fraction": 0.0})
@@ -101,6 +114,71 @@ class EUk(Method):
         for p in model.parameters():
             p.requires_grad_(True)
         return model
+
+
+def _prefix(model, x):
+    x = model.relu(model.bn1(model.conv1(x)))
+    return model.layer3(model.layer2(model.layer1(x)))
+
+
+def _suffix(model, f):
+    return model.fc(torch.flatten(model.avgpool(model.layer4(f)), 1))
+
+
+def _train_on_cached_features(model, ctx, hp):
+    if hp.k != 2 or not hasattr(model, "layer4"):
+        raise UnlearnkitError("method.cache=true needs a ResNet and method.k=2 (layer4 + fc on cached layer3 features)")
+    retain = ctx.data("retain")
+    t0 = time.perf_counter()
+    model.eval()
+    feats, labels = [], []
+    with torch.no_grad():
+        for b in batches(retain, 512, ctx.normalizer, ctx.runtime):
+            feats.append(_prefix(model, b.x).half())
+            labels.append(b.y)
+            if hp.cache_views == 2:
+                feats.append(_prefix(model, b.x.flip(3)).half())
+                labels.append(b.y)
+    feats, labels = torch.cat(feats), torch.cat(labels)
+    print(f"eu_k cache: {len(labels)} features in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    n = len(labels)
+    bs = hp.batch_size or ctx.recipe.batch_size
+    per_epoch = n // bs
+    total = finetune_steps(hp.epochs, per_epoch)
+    cfg = TrainConfig(**{**ctx.recipe.__dict__, "epochs": max(1, math.ceil(hp.epochs)), "lr": hp.lr,
+                         "batch_size": bs, "weight_decay": hp.weight_decay, "schedule": "cosine",
+                         "warmup_fraction": 0.0})
+    trainer = Trainer.from_config(model, cfg, total_steps=total)
+    gen = torch.Generator().manual_seed(stream_seed(ctx.seed, "euk-cache"))
+
+    def items(steps):
+        perm = torch.randperm(n, generator=gen)
+        for i in range(steps):
+            idx = perm[i * bs:(i + 1) * bs]
+            f = feats[idx].float()
+            if hp.feature_flip:
+                m = torch.rand(len(idx), generator=gen) < 0.5
+                f[m] = f[m].flip(3)
+            if hp.feature_shift:
+                s = hp.feature_shift
+                pad = torch.nn.functional.pad(f, (s, s, s, s))
+                dx, dy = (int(v) for v in torch.randint(0, 2 * s + 1, (2,), generator=gen))
+                f = pad[:, :, dy:dy + f.shape[2], dx:dx + f.shape[3]]
+            yield f, labels[idx]
+
+    def loss_fn(m, item):
+        f, y = item
+        logits = _suffix(m, f)
+        loss = nn.functional.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+        return loss, {"correct": (logits.argmax(1) == y).sum(), "n": y.numel()}
+
+    for epoch in range(math.ceil(total / per_epoch)):
+        steps = min(per_epoch, total - epoch * per_epoch)
+        run_epoch(model, trainer, items(steps), loss_fn, ctx.runtime, total=steps, desc=f"eu_k cached {epoch + 1}")
+        print(f"eu_k cached epoch {epoch + 1}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model
 
 
 def _kd_loss(teacher: nn.Module, ctx):

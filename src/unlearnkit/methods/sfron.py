@@ -67,7 +67,9 @@ def fisher_ratio_mask(model, ctx: MethodContext, hp: SFRonHparams, batch_size: i
     count = max(batch_size, min(hp.remain_samples, len(retain)) // batch_size * batch_size)
     remain = random_subset(retain, count, stream_seed(ctx.seed, "sfron/remain"))
     i_forget = fisher_diagonal(model, ctx.data("forget"), ctx, batch_size, "sfron fisher on forget")
-    i_remain = fisher_diagonal(model, remain, ctx, batch_size, "sfron fisher on remain")
+    # At the forget set's batch size when it is smaller than one batch (see `fisher_diagonal`).
+    i_remain = fisher_diagonal(model, remain, ctx, batch_size, "sfron fisher on remain",
+                               as_batch_size=min(batch_size, len(ctx.data("forget"))))
     model.train(was_training)
     return {n: ((i_forget[n] + 1e-15) / (i_remain[n] + 1e-15) >= hp.threshold).float() for n in i_forget}
 

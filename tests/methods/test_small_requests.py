@@ -1,0 +1,136 @@
+"""A deletion request of one or a few samples — the most common one in practice — must not cost accuracy.
+
+Found by running every method on requests no issue named (`random:1`, `random:8`): ssd dampened
+the network to forget one sample (digits: test accuracy 97 -> 14), because its forget importance
+came from a one-sample batch and its training importance from full batches, whose squared
+gradients are up to a batch size smaller. Every method runs here on the digits original, so a
+new registry entry is checked automatically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import replace
+from types import SimpleNamespace
+
+import numpy as np
+
+import pytest
+import torch
+from torch import nn
+
+from unlearnkit.methods import list_methods, sfron as sfron_module, ssd as ssd_module, unlearn
+from unlearnkit.methods.ssd import SSDHparams, fisher_diagonal
+from unlearnkit.training.data import Batch
+from unlearnkit.training.pipeline import evaluate_parts
+
+# Methods whose accuracy cost does not depend on the request, by design: NoT negates the first
+# layer and repairs it within its budget whatever it forgets (docs/methods.md "not").
+REQUEST_INDEPENDENT = {"not"}
+# ssd at the paper's fixed alpha compares one forget batch's squared gradient — a single draw —
+# with the training set's mean, so on a few samples chance alone selects weights (digits,
+# `random:5`: 3% of the CNN's weights, test accuracy 97.2 -> 82.7); its per-request alpha search
+# ends at the lightest dampening there. docs/methods.md "ssd" gives the figures.
+FEW_SAMPLES = {"ssd": {"alpha_search": True}}
+
+
+def _run(digits, spec: str, method: str, **hparams):
+    run, model = digits
+    split = run.split.with_forget(spec)
+    report: dict = {}
+    out = unlearn(model, split, method, normalizer=run.normalizer, runtime=run.runtime, recipe=run.config.train,
+                  model_factory=run.fresh_model, seed=0, report=report, **hparams)
+    loaded = (split, run.normalizer, run.runtime)
+    return evaluate_parts(model, loaded, ("test",)), evaluate_parts(out, loaded, ("test",)), report
+
+
+@pytest.mark.parametrize("method", [m for m in list_methods() if m not in REQUEST_INDEPENDENT and m != "retrain"])
+@pytest.mark.parametrize("spec", ["random:1", "random:5"])
+def test_a_request_of_a_few_samples_keeps_test_accuracy(digits, method, spec):
+    before, after, _ = _run(digits, spec, method, **FEW_SAMPLES.get(method, {}))
+    assert after["test_acc"] >= before["test_acc"] - 2.0, (method, spec, before, after)
+
+
+def test_fisher_at_a_smaller_batch_size_estimates_batches_of_that_size(monkeypatch):
+    # A logistic regression on Gaussian inputs: per-sample gradients with a non-zero mean and a
+    # known-good spread, 8192 samples, so the only error is the sampling error of 128 batches.
+    torch.manual_seed(0)
+    x, w = torch.randn(8192, 20), torch.randn(20, 5)
+    y = (x @ w + 2 * torch.randn(8192, 5)).argmax(1)
+    model = nn.Linear(20, 5)
+
+    class Data:
+        def __len__(self):
+            return len(y)
+
+    monkeypatch.setattr(ssd_module, "eval_batches", lambda data, ctx, bs: (Batch(x[i:i + bs], y[i:i + bs], None) for i in range(0, len(y), bs)))
+    ctx = SimpleNamespace(runtime=SimpleNamespace(autocast=contextlib.nullcontext))
+    direct = fisher_diagonal(model, Data(), ctx, 4, "direct")  # 2048 batches of 4
+    estimated = fisher_diagonal(model, Data(), ctx, 64, "estimated", as_batch_size=4)  # 128 batches of 64
+    plain = fisher_diagonal(model, Data(), ctx, 64, "plain")
+    for name in direct:
+        d, e, p = (float(f[name].sum()) for f in (direct, estimated, plain))
+        assert d > 3 * p, (name, d, p)  # batches of 4 are far noisier than batches of 64 ...
+        assert e == pytest.approx(d, rel=0.1), (name, d, e)  # ... and the estimate recovers that
+        assert torch.corrcoef(torch.stack([direct[name].flatten(), estimated[name].flatten()]))[0, 1] > 0.8
+    # At the batch size it ran at, nothing changes (ssd's and sfron's figures for sets of a batch or more).
+    same = fisher_diagonal(model, Data(), ctx, 64, "same", as_batch_size=64)
+    assert all(torch.equal(same[n], plain[n]) for n in plain)
+
+
+@pytest.mark.parametrize("method", ["ssd", "sfron"])
+@pytest.mark.parametrize("count", [1, 5])
+def test_a_forget_set_smaller_than_a_batch_is_compared_at_its_own_size(digits, monkeypatch, method, count):
+    calls: list[tuple[int, int | None]] = []
+    real = ssd_module.fisher_diagonal
+
+    def spy(model, data, ctx, batch_size, desc, as_batch_size=None):
+        calls.append((min(batch_size, len(data)), as_batch_size))
+        return real(model, data, ctx, batch_size, desc, as_batch_size)
+
+    monkeypatch.setattr(ssd_module, "fisher_diagonal", spy)
+    monkeypatch.setattr(sfron_module, "fisher_diagonal", spy)
+    _run(digits, f"random:{count}", method)
+    forget, train = calls
+    assert forget == (count, None) and train[1] == count and train[0] > count, calls
+
+
+def test_ssd_alpha_search_lets_one_sample_stay_right_like_a_model_that_never_saw_it(digits):
+    # A model that never saw the sample gets it right with the held-out accuracy (~97% here): the
+    # one-sample probe's target rounds up to 1, so the search keeps the lightest dampening.
+    before, after, report = _run(digits, "random:1", "ssd", alpha_search=True)
+    assert report["forget_accuracy_target"] == 1.0 and report["alpha"] == SSDHparams().alpha_ceiling, report
+    assert after["test_acc"] >= before["test_acc"] - 1.0, (before, after)
+
+
+def _small_requests(digits, count: int, draws: int = 8):
+    run, _ = digits
+    rng = np.random.default_rng(1)
+    for t in range(draws):
+        yield replace(run.split, forget_idx=np.sort(rng.choice(run.split.train_idx, count, replace=False)), forget_spec=f"ids:{t}")
+
+
+def _test_drops(digits, splits, **hparams) -> list[float]:
+    run, model = digits
+    kw = dict(normalizer=run.normalizer, runtime=run.runtime, recipe=run.config.train, model_factory=run.fresh_model, seed=0)
+    before = evaluate_parts(model, run, ("test",))["test_acc"]
+    return [before - evaluate_parts(unlearn(model, split, "ssd", **kw, **hparams), (split, run.normalizer, run.runtime), ("test",))["test_acc"]
+            for split in splits]
+
+
+def test_ssd_at_the_paper_alpha_keeps_test_accuracy_over_one_sample_requests(digits):
+    # Eight one-sample requests. With I_D at the recipe's batch size (64) the mean loss was 22.8
+    # points and the worst 83.6; at the forget set's size, at most 0.6 in eight.
+    drops = _test_drops(digits, _small_requests(digits, 1))
+    assert sum(drops) / len(drops) <= 1.0 and max(drops) <= 3.0, drops
+
+
+@pytest.mark.parametrize("count", [5, 20])
+def test_ssd_alpha_search_keeps_test_accuracy_over_small_requests(digits, count):
+    # A forget sample the original gets wrong has a large gradient, so at a fixed alpha a few-sample
+    # request that holds one still dampens thousands of weights (digits, five samples, one at p=0.3:
+    # 5,365 of 28,842, test accuracy -83); the search stops at the ceiling there, as such a
+    # request is already at held-out accuracy. Before the one-sample rounding and the fixed-size
+    # held-out estimate, these requests lost up to 1.7 (five samples) and 2.8 points (twenty).
+    drops = _test_drops(digits, _small_requests(digits, count), alpha_search=True)
+    assert max(drops) <= 1.0, drops
