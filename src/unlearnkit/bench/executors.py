@@ -103,39 +103,17 @@ def run_local(plan: Plan, data: str | None = None, on_result: Report | None = No
 
 
 def _run_pool(plan: Plan, data: str | None, on_result: Report | None, workers: int) -> dict[str, dict[str, Any]]:
-    """`run_local` with `workers` processes (spawned: CUDA cannot be forked).
-
-    Scheduling: at most one DEVICE_KINDS job in flight, so training and unlearning times stay
-    comparable with a serial bench's; audits fill the other workers. Jobs start in plan order
-    among those whose dependencies are done. A job that another bench holds (its lock) comes
-    back as None and is tried again a little later.
-    """
+    """`run_local` with `workers` processes (spawned: CUDA cannot be forked); see `_PoolScheduler`."""
     import multiprocessing  # noqa: PLC0415
 
-    results: dict[str, dict[str, Any]] = {}
-    position = {j.id: i for i, j in enumerate(plan.order())}
-    pending = plan.order()
-    retry_at: dict[str, float] = {}
-    running: dict[Future, Job] = {}
     bar = _BenchBar(plan, f"bench ({workers} workers)")
-
-    def submit(job: Job) -> None:
-        pending.remove(job)
-        bar.start(job)
-        running[pool.submit(_run_job_in_worker, job, plan.path(job), _dep_paths(plan, job), _log(plan, job), data, wait=None)] = job
-
-    def finish(job: Job, result: dict[str, Any]) -> None:
-        results[job.id] = result
-        bar.finish(job, result)
-        if on_result:
-            on_result(result)
-
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_worker_init) as pool:
         for _ in range(workers):
             pool.submit(_warm_up)  # start every worker now (each imports torch), not when its first job comes
+        scheduler = _PoolScheduler(plan, pool, workers, bar, data, on_result)
         try:
-            _schedule(pending, running, results, retry_at, position, workers, submit, finish)
+            scheduler.run()
         except KeyboardInterrupt:
             # A Ctrl-C reaches every process of the terminal, but `timeout --signal=INT` (gpu_tier.sh)
             # or a scheduler's SIGINT reaches this one only: pass it on, so each worker's job unwinds
@@ -143,48 +121,93 @@ def _run_pool(plan: Plan, data: str | None, on_result: Report | None, workers: i
             _interrupt_workers(pool)
             raise
     bar.close()
-    return {j.id: results[j.id] for j in plan.order()}
+    return {j.id: scheduler.results[j.id] for j in plan.order()}
 
 
-def _schedule(pending, running, results, retry_at, position, workers, submit, finish) -> None:
-    """`_run_pool`'s loop: start what may start, then wait for the next job to finish."""
-    while pending or running:
-        now = time.monotonic()
-        for job in [j for j in pending if all(d in results for d in j.deps)]:
-            failed = [d for d in job.deps if results[d]["status"] in ("failed", "skipped")]
+class _PoolScheduler:
+    """Which job starts next in a worker pool, and what its result unblocks.
+
+    At most one DEVICE_KINDS job in flight, so training and unlearning times stay comparable
+    with a serial bench's; audits fill the other workers, keeping one free for the next device
+    job. Jobs start in plan order among those whose dependencies are done. A job that another
+    bench holds (its lock) comes back as None and is tried again a little later.
+    """
+
+    def __init__(self, plan: Plan, pool: ProcessPoolExecutor, workers: int, bar: _BenchBar,
+                 data: str | None, on_result: Report | None):
+        self.plan, self.pool, self.workers, self.bar = plan, pool, workers, bar
+        self.data, self.on_result = data, on_result
+        self.results: dict[str, dict[str, Any]] = {}
+        self.pending = plan.order()
+        self.position = {j.id: i for i, j in enumerate(self.pending)}
+        self.retry_at: dict[str, float] = {}
+        self.running: dict[Future, Job] = {}
+
+    def run(self) -> None:
+        while self.pending or self.running:
+            self._skip_jobs_of_failed_dependencies()
+            self._start_ready_jobs()
+            if not self.running:
+                if self.pending:
+                    time.sleep(0.5)  # every ready job is held by another bench: look again shortly
+                continue
+            self._collect(wait(self.running, timeout=1.0, return_when=FIRST_COMPLETED)[0])
+
+    def _resolved(self, job: Job) -> bool:
+        return all(d in self.results for d in job.deps)
+
+    def _device_running(self) -> bool:
+        return any(j.kind in DEVICE_KINDS for j in self.running.values())
+
+    def _skip_jobs_of_failed_dependencies(self) -> None:
+        for job in [j for j in self.pending if self._resolved(j)]:
+            failed = [d for d in job.deps if self.results[d]["status"] in ("failed", "skipped")]
             if failed:
-                pending.remove(job)
-                finish(job, {"id": job.id, "status": "skipped", "seconds": 0.0, "log": None, "because": failed[0]})
-        ready = [j for j in pending if all(d in results for d in j.deps) and retry_at.get(j.id, 0.0) <= now]
+                self.pending.remove(job)
+                self._finish(job, {"id": job.id, "status": "skipped", "seconds": 0.0, "log": None, "because": failed[0]})
+
+    def _start_ready_jobs(self) -> None:
+        now = time.monotonic()
+        ready = [j for j in self.pending if self._resolved(j) and self.retry_at.get(j.id, 0.0) <= now]
         # The device job first (the critical path: audits wait for methods, not the other way
         # round); audits then fill the workers, keeping one free for the next device job.
-        if not _device_running(running):
+        if not self._device_running():
             for job in [j for j in ready if j.kind in DEVICE_KINDS][:1]:
-                submit(job)
-        device_left = any(j.kind in DEVICE_KINDS for j in [*pending, *running.values()])
+                self._submit(job)
+        device_left = any(j.kind in DEVICE_KINDS for j in [*self.pending, *self.running.values()])
         for job in [j for j in ready if j.kind not in DEVICE_KINDS]:
-            if len(running) >= workers - (1 if device_left and not _device_running(running) else 0):
+            if len(self.running) >= self.workers - (1 if device_left and not self._device_running() else 0):
                 break
-            submit(job)
-        if not running:
-            if pending:
-                time.sleep(0.5)  # every ready job is held by another bench: look again shortly
-            continue
-        done, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
-        for fut in done:
-            job = running.pop(fut)
+            self._submit(job)
+
+    def _submit(self, job: Job) -> None:
+        self.pending.remove(job)
+        self.bar.start(job)
+        future = self.pool.submit(_run_job_in_worker, job, self.plan.path(job), _dep_paths(self.plan, job),
+                                  _log(self.plan, job), self.data, wait=None)
+        self.running[future] = job
+
+    def _collect(self, done) -> None:
+        for future in done:
+            job = self.running.pop(future)
             try:
-                result = fut.result()
+                result = future.result()
             except BrokenProcessPool:
                 raise UnlearnkitError(
                     f"a bench worker process died while running {job.id} (killed, e.g. out of memory, or it could not start: see above); run the same bench "
                     "command again (finished jobs are reused), with fewer --workers") from None
             if result is None:  # another bench holds its lock: try it again after the next jobs
-                pending.append(job)
-                pending.sort(key=lambda j: position[j.id])
-                retry_at[job.id] = time.monotonic() + 2.0
+                self.pending.append(job)
+                self.pending.sort(key=lambda j: self.position[j.id])
+                self.retry_at[job.id] = time.monotonic() + 2.0
             else:
-                finish(job, result)
+                self._finish(job, result)
+
+    def _finish(self, job: Job, result: dict[str, Any]) -> None:
+        self.results[job.id] = result
+        self.bar.finish(job, result)
+        if self.on_result:
+            self.on_result(result)
 
 
 _IN_JOB = False  # in a worker: whether a job is running (a SIGINT then interrupts it; an idle worker ignores it)
@@ -226,10 +249,6 @@ def _interrupt_workers(pool: ProcessPoolExecutor) -> None:
             os.kill(proc.pid, signal.SIGINT)
         except (ProcessLookupError, AttributeError, TypeError):
             pass
-
-
-def _device_running(running: dict[Future, Job]) -> bool:
-    return any(j.kind in DEVICE_KINDS for j in running.values())
 
 
 def _run_one(plan: Plan, job: Job, results: dict[str, dict[str, Any]], data: str | None,
