@@ -55,9 +55,13 @@ class EUkHparams:
     cache_views: int = param(1, ge=1, le=2)
     feature_shift: int = param(0, ge=0, le=2)
     feature_flip: bool = False
+    # Reset only a share of the suffix's weights (with reinit): the `share` with the largest forget
+    # gradient magnitude (`saliency`, SalUn's mask applied to a reset), or a random share (the control)
+    reset_by: str = param("all", choices=("all", "saliency", "random"))
+    share: float = param(0.5, gt=0, le=1)
 
 
-def _reinitialise(block: nn.Module, reset: float) -> None:
+def _reinitialise(block: nn.Module, reset: float, mask: dict[str, torch.Tensor] | None = None) -> None:
     old = copy.deepcopy(block.state_dict())
     for sub in block.modules():
         if hasattr(sub, "reset_parameters"):
@@ -65,7 +69,32 @@ def _reinitialise(block: nn.Module, reset: float) -> None:
     with torch.no_grad():
         for name, t in block.state_dict().items():
             if t.is_floating_point():
-                t.copy_((1 - reset) * old[name] + reset * t)
+                fresh = (1 - reset) * old[name] + reset * t
+                if mask is not None:  # parameters outside the mask, and every buffer, keep their values
+                    fresh = torch.where(mask[name], fresh, old[name]) if name in mask else old[name]
+                t.copy_(fresh)
+
+
+def _reset_masks(model, suffix, ctx, hp) -> list[dict[str, torch.Tensor]]:
+    """Per suffix block, {parameter name: bool mask} of the `share` of weights to reset."""
+    named = [[(n, p) for n, p in block.named_parameters()] for block in suffix]
+    if hp.reset_by == "random":
+        gen = torch.Generator().manual_seed(stream_seed(ctx.seed, "euk-mask"))
+        return [{n: torch.rand(p.shape, generator=gen) < hp.share for n, p in block} for block in named]
+    was_training = model.training
+    model.eval()
+    grads = [{n: torch.zeros_like(p) for n, p in block} for block in named]
+    for b in batches(ctx.data("forget"), 256, ctx.normalizer, ctx.runtime):
+        model.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(b.x), b.y, reduction="sum").backward()
+        for block, g in zip(named, grads):
+            for n, p in block:
+                g[n] += p.grad.abs()  # SalUn: magnitude of the forget-loss gradient, summed over batches
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    flat = torch.cat([g.flatten() for block in grads for g in block.values()])
+    cut = flat.kthvalue(max(1, int(len(flat) * (1 - hp.share)))).values
+    return [{n: g > cut for n, g in block.items()} for block in grads]
 
 
 @register_method
@@ -91,8 +120,10 @@ class EUk(Method):
         for block in suffix:
             for p in block.parameters():
                 p.requires_grad_(True)
+        masks = _reset_masks(model, suffix, ctx, hp) if hp.reinit and hp.reset_by != "all" else None
+        for i, block in enumerate(suffix):
             if hp.reinit:
-                _reinitialise(block, hp.reset)
+                _reinitialise(block, hp.reset, None if masks is None else masks[i])
         for block in prefix:
             for sub in block.modules():
                 if isinstance(sub, nn.modules.batchnorm._BatchNorm):
