@@ -104,6 +104,9 @@ def forget_cmd(args: argparse.Namespace) -> int:
     original = result.pop("original", {})
     hp = result.pop("hparams")
     decided = result.pop("method_report", None)  # one line, like the hparams: e.g. ssd's searched alpha
+    cost = result.pop("estimated_cost", None)
+    if cost:
+        result["estimated_cost"] = f"{cost['ree']:.3g} REE = {cost['share_of_retraining']:.1%} of retraining (the method's own estimate)"
     extra = {"method decided": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in decided.items())} if decided else {}
     print_mapping(f"{args.method} on {args.forget}", {**result, "hparams": ", ".join(f"{k}={v}" for k, v in hp.items()),
                                                        **extra, "original test_acc": original.get("test_acc")})

@@ -49,6 +49,33 @@ def _warn_if_whole_classes_take_random(parent_split: Split, split: Split, forget
         )
 
 
+def estimated_cost(cls, hp: Any, split: Split, recipe: TrainConfig) -> dict[str, float] | None:
+    """The method's own cost estimate for this request (`Method.cost`, in REE) and its share of
+    retraining (the recipe's epochs over this request's retain set); None if the method gives none."""
+    sizes = {name: len(split.part(name).labels) for name in ("retain", "forget", "val")}
+    ree = cls().cost(hp, sizes, recipe) if sizes["retain"] else None
+    if ree is None:
+        return None
+    return {"ree": round(float(ree), 4), "share_of_retraining": round(float(ree) / recipe.epochs, 4)}
+
+
+def _warn_if_over_budget(method: str, forget: str, n_forget: int, estimate: dict[str, float] | None,
+                         hp_source: dict[str, Any]) -> None:
+    """A tuned entry keeps its method within a budget on the tuning requests; a method whose work
+    grows with the forget set (passes over it) can cost far more on a larger request."""
+    if estimate is None or hp_source.get("kind") != "tuned" or any(v == "set" for v in hp_source.get("fields", {}).values()):
+        return
+    budget = tuning_defaults.budget_of(hp_source["entry"])
+    if budget is not None and estimate["share_of_retraining"] > 1.5 * budget:
+        warnings.warn(
+            f"{method} on --forget {forget} ({n_forget} samples): its tuned entry {hp_source['entry']} was kept within "
+            f"{budget:.0%} of retraining on its tuning requests, but this one is estimated at "
+            f"{estimate['share_of_retraining']:.0%} (its work grows with the forget set); it still runs — "
+            "lower its passes over forget with --set to save time, or compare with `--method retrain`",
+            stacklevel=3,
+        )
+
+
 def unlearn(
     model: nn.Module,
     split: Split,
@@ -254,6 +281,8 @@ def forget_run(
     hp, hp_source = tuning_defaults.hparams_for(method, parent_run.config, forget, hparams)
     _warn_if_whole_classes_take_random(parent_run.split, split, forget)
     warn_inert_hparams(cls, method, hp, hparams or {})
+    estimate = estimated_cost(cls, hp, split, parent_run.config.train)
+    _warn_if_over_budget(method, forget, len(split.forget_idx), estimate, hp_source)
     if expect_hparams is not None and dataclasses.asdict(hp) != expect_hparams:
         changed = sorted(k for k, v in dataclasses.asdict(hp).items() if expect_hparams.get(k) != v)
         raise UnlearnkitError(
@@ -318,6 +347,7 @@ def forget_run(
         "unlearn_seconds": round(wall, 2),
         **({"unlearn_seconds_earlier_sessions": round(earlier, 2)} if earlier else {}),
         "peak_memory_mb": round(peak_memory_mb(rt), 1),
+        **({"estimated_cost": estimate} if estimate else {}),
         "original": {k: parent_run.metrics.get(k) for k in ("train_seconds", "test_acc")},
         **({"method_report": report} if report else {}),
     }

@@ -90,6 +90,14 @@ def find(method: str, preset: str, kind: str, rhash: str, directory: Path | None
     return None
 
 
+def budget_of(entry_id: str, directory: Path | None = None) -> float | None:
+    """The cost budget (share of retraining) the entry `entry_id` was tuned under; None if unknown."""
+    for e in entries(entry_id.split("/", 1)[0], directory):
+        if e.get("id") == entry_id:
+            return e.get("budget")
+    return None
+
+
 def resolve(method: str, config: Any, forget_spec: str | None, directory: Path | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(values, source): the tuned values that apply to this run (empty: paper defaults) and why.
 
