@@ -237,6 +237,11 @@ class Gan(Method):
             # Push only while the critic still tells this forget batch from held-out outputs
             # (W-estimate > 0): past that point the push would overshoot into "never seen".
             adv = -critic(fake).mean() if w > 0 else fake.new_zeros(())
+            # A forget set smaller than one batch is one batch of its own size: weighted by its share
+            # of a full batch, each forget sample is pushed as hard as in a full batch (x1.0 exactly
+            # there), not bs/n times harder — on 8 samples of cifar10-cpu the full-strength push cost
+            # 2.3 points of test accuracy in two steps.
+            adv = adv * (len(fb.y) / cfg.batch_size)
             if not odds:
                 model.train()
                 logits = model(rb.x)
