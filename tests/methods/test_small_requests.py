@@ -173,3 +173,34 @@ def test_gan_pushes_each_forget_sample_as_hard_in_a_small_batch_as_in_a_full_one
     for n, f, m in pushed:
         assert n == min(count, bs)
         assert f == pytest.approx(weight * -m * n / bs, rel=1e-5, abs=1e-7), (n, f, m)
+
+
+@pytest.mark.parametrize("count", [5, 64])
+def test_loss_match_pulls_each_forget_sample_as_hard_in_a_small_batch_as_in_a_full_one(digits, monkeypatch, count):
+    from unlearnkit.methods import loss_match as lm
+
+    huber_means, forget_terms = [], []
+    real_huber = lm.F.huber_loss
+
+    def huber(*args, **kwargs):
+        out = real_huber(*args, **kwargs)
+        huber_means.append(float(out.detach().mean()))
+        return out
+
+    real_run_epoch = lm.run_epoch
+
+    def run_epoch(model, trainer, stream, loss_fn, *args, **kwargs):
+        def recorded(model, pair):
+            loss, stats = loss_fn(model, pair)
+            forget_terms.append((len(pair[0].y), float(loss.forget.detach())))
+            return loss, stats
+        return real_run_epoch(model, trainer, stream, recorded, *args, **kwargs)
+
+    monkeypatch.setattr(lm.F, "huber_loss", huber)
+    monkeypatch.setattr(lm, "run_epoch", run_epoch)
+    run, _ = digits
+    _run(digits, f"random:{count}", "loss_match")
+    bs, weight = run.config.train.batch_size, lm.LossMatchHparams().match_weight
+    assert forget_terms and len(huber_means) == len(forget_terms)
+    for (n, f), m in zip(forget_terms, huber_means):  # a random request: every sample's match term is the Huber pull
+        assert n == min(count, bs) and f == pytest.approx(weight * m * n / bs, rel=1e-5, abs=1e-8), (n, f, m)

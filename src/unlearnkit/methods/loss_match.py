@@ -155,7 +155,10 @@ class LossMatch(Method):
                 retain = distill_kl(r_logits, teacher_logits(ctx.original, rb.x))
             else:
                 retain = F.cross_entropy(r_logits, rb.y)
-            loss = SplitLoss(forget=hp.match_weight * match.mean(), retain=retain)
+            # A forget set smaller than one batch is one batch of its own size: weighted by its share of
+            # a full batch (x1.0 exactly there), each sample is pulled as hard as in a full batch, not
+            # bs/n times harder (eight samples on cifar10-cpu: test accuracy 85.12 -> 84.14 before).
+            loss = SplitLoss(forget=hp.match_weight * match.mean() * (len(fb.y) / cfg.batch_size), retain=retain)
             # Device tensors, read back by run_epoch about once a second: .item() here would wait
             # for the device every step.
             return loss, {"correct": (r_logits.argmax(1) == rb.y).sum(), "n": len(rb.y), "forget_ce": ce.detach().mean()}
