@@ -136,6 +136,22 @@ def test_ssd_alpha_search_keeps_test_accuracy_over_small_requests(digits, count)
     assert max(drops) <= 1.0, drops
 
 
+def _record_forget_terms(monkeypatch, module) -> list[tuple[int, float]]:
+    """(forget batch size, forget part of the loss) for every step of `module`'s training loop."""
+    steps: list[tuple[int, float]] = []
+    real_run_epoch = module.run_epoch
+
+    def run_epoch(model, trainer, stream, loss_fn, *args, **kwargs):
+        def recorded(model, pair):
+            loss, stats = loss_fn(model, pair)
+            steps.append((len(pair[0].y), float(torch.as_tensor(loss.forget).detach())))
+            return loss, stats
+        return real_run_epoch(model, trainer, stream, recorded, *args, **kwargs)
+
+    monkeypatch.setattr(module, "run_epoch", run_epoch)
+    return steps
+
+
 @pytest.mark.parametrize("count", [5, 64, 70])
 def test_gan_pushes_each_forget_sample_as_hard_in_a_small_batch_as_in_a_full_one(digits, monkeypatch, count):
     # A forget set smaller than a batch is one batch of its own size; gan's adversarial term is a
@@ -143,7 +159,7 @@ def test_gan_pushes_each_forget_sample_as_hard_in_a_small_batch_as_in_a_full_one
     # cifar10-cpu, eight samples cost 2.3 points of test accuracy in two steps).
     from unlearnkit.methods import gan as gan_module
 
-    critic_means, forget_terms, sizes = [], [], []
+    critic_means = []
     real_call = gan_module.Critic.__call__
 
     def call(self, features):
@@ -152,23 +168,13 @@ def test_gan_pushes_each_forget_sample_as_hard_in_a_small_batch_as_in_a_full_one
             critic_means.append(float(out.detach().mean()))
         return out
 
-    real_run_epoch = gan_module.run_epoch
-
-    def run_epoch(model, trainer, stream, loss_fn, *args, **kwargs):
-        def recorded(model, pair):
-            loss, stats = loss_fn(model, pair)
-            sizes.append(len(pair[0].y))
-            forget_terms.append(float(loss.forget.detach()) if torch.is_tensor(loss.forget) else float(loss.forget))
-            return loss, stats
-        return real_run_epoch(model, trainer, stream, recorded, *args, **kwargs)
-
     monkeypatch.setattr(gan_module.Critic, "__call__", call)
-    monkeypatch.setattr(gan_module, "run_epoch", run_epoch)
+    steps = _record_forget_terms(monkeypatch, gan_module)
     run, _ = digits
     _run(digits, f"random:{count}", "gan", n_critic=1)
     bs, weight = run.config.train.batch_size, gan_module.GanHparams().adv_weight
-    assert len(critic_means) == len(sizes), "one generator term per step"
-    pushed = [(n, f, m) for n, f, m in zip(sizes, forget_terms, critic_means) if f != 0.0]
+    assert len(critic_means) == len(steps), "one generator term per step"
+    pushed = [(n, f, m) for (n, f), m in zip(steps, critic_means) if f != 0.0]
     assert pushed, "the critic never told the forget batch apart: nothing was pushed"
     for n, f, m in pushed:
         assert n == min(count, bs)
@@ -179,7 +185,7 @@ def test_gan_pushes_each_forget_sample_as_hard_in_a_small_batch_as_in_a_full_one
 def test_loss_match_pulls_each_forget_sample_as_hard_in_a_small_batch_as_in_a_full_one(digits, monkeypatch, count):
     from unlearnkit.methods import loss_match as lm
 
-    huber_means, forget_terms = [], []
+    huber_means = []
     real_huber = lm.F.huber_loss
 
     def huber(*args, **kwargs):
@@ -187,17 +193,8 @@ def test_loss_match_pulls_each_forget_sample_as_hard_in_a_small_batch_as_in_a_fu
         huber_means.append(float(out.detach().mean()))
         return out
 
-    real_run_epoch = lm.run_epoch
-
-    def run_epoch(model, trainer, stream, loss_fn, *args, **kwargs):
-        def recorded(model, pair):
-            loss, stats = loss_fn(model, pair)
-            forget_terms.append((len(pair[0].y), float(loss.forget.detach())))
-            return loss, stats
-        return real_run_epoch(model, trainer, stream, recorded, *args, **kwargs)
-
     monkeypatch.setattr(lm.F, "huber_loss", huber)
-    monkeypatch.setattr(lm, "run_epoch", run_epoch)
+    forget_terms = _record_forget_terms(monkeypatch, lm)
     run, _ = digits
     _run(digits, f"random:{count}", "loss_match")
     bs, weight = run.config.train.batch_size, lm.LossMatchHparams().match_weight
