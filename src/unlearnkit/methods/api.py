@@ -21,7 +21,7 @@ from unlearnkit.config import RunConfig, TrainConfig
 from unlearnkit.data.splits import Split, class_token, select_forget
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods.base import MethodContext, get_method, make_hparams
-from unlearnkit.methods.common import whole_classes
+from unlearnkit.methods.common import request_sizes, whole_classes
 from unlearnkit.provenance import check_same_job, describe, lineage_root, model_sha256, sha256_ids, sha256_json
 from unlearnkit.runs import CHECKPOINT_FILE, MODEL_FILE, RunDir, environment, prepare_out_dir, save_model
 from unlearnkit.runs import writes_run_dir
@@ -52,7 +52,7 @@ def _warn_if_whole_classes_take_random(parent_split: Split, split: Split, forget
 def estimated_cost(cls, hp: Any, split: Split, recipe: TrainConfig) -> dict[str, float] | None:
     """The method's own cost estimate for this request (`Method.cost`, in REE) and its share of
     retraining (the recipe's epochs over this request's retain set); None if the method gives none."""
-    sizes = {name: len(split.part(name).labels) for name in ("retain", "forget", "val")}
+    sizes = request_sizes(split)  # what the tuner's estimates read, so both agree
     ree = cls().cost(hp, sizes, recipe) if sizes["retain"] else None
     if ree is None:
         return None
@@ -65,7 +65,7 @@ def _warn_if_over_budget(method: str, forget: str, n_forget: int, estimate: dict
     grows with the forget set (passes over it) can cost far more on a larger request."""
     if estimate is None or hp_source.get("kind") != "tuned" or any(v == "set" for v in hp_source.get("fields", {}).values()):
         return
-    budget = tuning_defaults.budget_of(hp_source["entry"])
+    budget = hp_source.get("budget")
     if budget is not None and estimate["share_of_retraining"] > 1.5 * budget:
         warnings.warn(
             f"{method} on --forget {forget} ({n_forget} samples): its tuned entry {hp_source['entry']} was kept within "

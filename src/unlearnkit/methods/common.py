@@ -129,6 +129,22 @@ def whole_classes(split: Split, num_classes: int) -> list[int]:
     return [c for c in range(num_classes) if forget[c] and forget[c] == members[c]]
 
 
+def full_batch_mean(values: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Mean of per-sample forget terms as if the batch were full: a forget set smaller than one batch
+    is one batch of its own size n, and a plain mean would push each of its samples bs/n times harder
+    than a full batch does. The factor is exactly 1 on full batches (results there are bit for bit
+    a plain mean's)."""
+    return values.mean() * (len(values) / batch_size)
+
+
+def request_sizes(split: Split) -> dict[str, int]:
+    """The `sizes` a `Method.cost` estimate reads: retain / forget / val sample counts, and how many
+    classes the forget set covers whole (some methods take another, costlier path for those)."""
+    n = {part: int(len(split.part(part).labels)) for part in ("retain", "forget", "val")}
+    n["whole_classes"] = len(whole_classes(split, split.num_classes))
+    return n
+
+
 def wrong_labels(labels: torch.Tensor, num_classes: int, seed: int) -> torch.Tensor:
     """A label for each sample drawn uniformly from the other num_classes - 1 classes (never the true one)."""
     gen = torch.Generator().manual_seed(seed)

@@ -19,7 +19,7 @@ from torch import nn
 
 from unlearnkit.methods.base import Method, MethodContext, register_method
 from unlearnkit.methods.common import (
-    FORWARD, distill_kl, eval_batches, forget_and_retain, forgotten_classes, method_recipe, pass_samples,
+    FORWARD, distill_kl, eval_batches, forget_and_retain, forgotten_classes, full_batch_mean, method_recipe, pass_samples,
     random_subset, teacher_logits,
 )
 from unlearnkit.methods.dualoptim import OptimizerParams, SplitLoss, make_trainer
@@ -236,12 +236,8 @@ class Gan(Method):
                 w = critic.step(fake.detach(), fb.y)
             # Push only while the critic still tells this forget batch from held-out outputs
             # (W-estimate > 0): past that point the push would overshoot into "never seen".
-            adv = -critic(fake).mean() if w > 0 else fake.new_zeros(())
-            # A forget set smaller than one batch is one batch of its own size: weighted by its share
-            # of a full batch, each forget sample is pushed as hard as in a full batch (x1.0 exactly
-            # there), not bs/n times harder — on 8 samples of cifar10-cpu the full-strength push cost
-            # 2.3 points of test accuracy in two steps.
-            adv = adv * (len(fb.y) / cfg.batch_size)
+            # As a full batch's mean: on 8 samples of cifar10-cpu a plain mean cost 2.3 test points in two steps.
+            adv = -full_batch_mean(critic(fake), cfg.batch_size) if w > 0 else fake.new_zeros(())
             if not odds:
                 model.train()
                 logits = model(rb.x)

@@ -95,6 +95,7 @@ def tune(
 
     from unlearnkit.data.splits import make_split  # noqa: PLC0415
     from unlearnkit.methods.base import get_method, hparam_defaults  # noqa: PLC0415
+    from unlearnkit.methods.common import request_sizes  # noqa: PLC0415
     from unlearnkit.training.pipeline import load_data, with_absolute_paths  # noqa: PLC0415
 
     # ---- validate everything first
@@ -118,13 +119,7 @@ def tune(
     cfg = with_absolute_paths(cfg)
     bundle = load_data(cfg)
     specs = [kind.spec(arg, s, tuple(bundle.classes)) for s in seeds]
-    sizes = []
-    for s, spec in zip(seeds, specs):
-        split = make_split(bundle, cfg.data.val_fraction, s).with_forget(spec)
-        n = {p: int(len(split.part(p).labels)) for p in ("retain", "forget", "val")}
-        # Classes the forget set covers whole: some methods take another (costlier) path for them.
-        n["whole_classes"] = len(set(split.part("forget").labels.tolist()) - set(split.part("retain").labels.tolist()))
-        sizes.append(n)
+    sizes = [request_sizes(make_split(bundle, cfg.data.val_fraction, s).with_forget(spec)) for s, spec in zip(seeds, specs)]
     fixed = {k: v for k, v in hparam_defaults(method).items() if k not in dists}
     start_points = [(given, filled_start(method, dists, given))
                     for given in (start_point(method, dists, point) for point in (starts or []))]

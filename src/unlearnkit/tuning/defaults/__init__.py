@@ -90,20 +90,12 @@ def find(method: str, preset: str, kind: str, rhash: str, directory: Path | None
     return None
 
 
-def budget_of(entry_id: str, directory: Path | None = None) -> float | None:
-    """The cost budget (share of retraining) the entry `entry_id` was tuned under; None if unknown."""
-    for e in entries(entry_id.split("/", 1)[0], directory):
-        if e.get("id") == entry_id:
-            return e.get("budget")
-    return None
-
-
 def resolve(method: str, config: Any, forget_spec: str | None, directory: Path | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(values, source): the tuned values that apply to this run (empty: paper defaults) and why.
 
     `config` is the original run's RunConfig (or its config.json dict); a bare TrainConfig or None
     names no preset, so the paper defaults apply. `source` is JSON-ready: {"kind": "tuned",
-    "entry": id, "command": ..., "seeds": [...]} or {"kind": "paper", "reason": ...}.
+    "entry": id, "command": ..., "seeds": [...], "budget": share of retraining it was tuned within} or {"kind": "paper", "reason": ...}.
     """
     preset = _preset_of(config)
     if preset is None:
@@ -127,7 +119,7 @@ def resolve(method: str, config: Any, forget_spec: str | None, directory: Path |
     except UnlearnkitError as exc:  # the method's hyperparameters changed since the entry was made
         return {}, {"kind": "paper", "reason": f"tuned entry {entry['id']} no longer fits {method}: {exc}"}
     return dict(entry["values"]), {"kind": "tuned", "entry": entry["id"], "command": entry["command"],
-                                   "seeds": entry["seeds"], "recipe_hash": rhash}
+                                   "seeds": entry["seeds"], "recipe_hash": rhash, "budget": entry.get("budget")}
 
 
 def hparams_for(method: str, config: Any, forget_spec: str | None, overrides: dict[str, Any] | None = None):
