@@ -19,7 +19,7 @@ from torch import nn
 
 from unlearnkit.methods.base import Method, MethodContext, register_method
 from unlearnkit.methods.common import (
-    FORWARD, distill_kl, eval_batches, forget_and_retain, forgotten_classes, full_batch_mean, method_recipe, pass_samples,
+    FORWARD, class_concentrated, distill_kl, eval_batches, forget_and_retain, forgotten_classes, full_batch_mean, method_recipe, pass_samples,
     random_subset, teacher_logits,
 )
 from unlearnkit.methods.dualoptim import OptimizerParams, SplitLoss, make_trainer
@@ -205,6 +205,9 @@ class Gan(Method):
             keep = ~torch.isin(val.labels, torch.tensor(gone, device=val.labels.device))
             removed = _features(ctx.original, val.subset(keep.nonzero().flatten()), ctx, removed=gone, log_odds=True)
         odds = bool(gone)
+        # A forget set concentrated on some classes goes through the network with a retain batch
+        # (see `class_concentrated`); a fair random sample keeps the eval-mode forward the attack sees.
+        with_retain = class_concentrated(ctx.split, ctx.num_classes)
         real = _features(ctx.original, val, ctx, log_odds=odds)
         critic = Critic(real.shape[1], hp.critic_hidden, hp.critic_lr, hp.gp_weight, real, val.labels,
                         stream_seed(ctx.seed, "gan/critic"), removed=removed, forgotten=gone, num_classes=ctx.num_classes)
@@ -223,9 +226,9 @@ class Gan(Method):
 
         def loss_fn(model, pair):
             fb, rb = pair
-            if odds:
-                # A class request: forget and retain rows as one train-mode batch (see `neggrad.forget_logits`:
-                # pushing an eval-mode forward of a one-class batch moves every sample's outputs).
+            if with_retain:
+                # Whole classes or a class-concentrated set: forget and retain rows as one train-mode batch
+                # (`neggrad.forget_logits`: pushing an eval-mode forward of a one-class batch moves every sample's outputs).
                 joint = model(torch.cat([fb.x, rb.x]))
                 fake, logits = attack_features(joint[:len(fb.y)], fb.y, odds), joint[len(fb.y):]
             else:
@@ -238,7 +241,7 @@ class Gan(Method):
             # (W-estimate > 0): past that point the push would overshoot into "never seen".
             # As a full batch's mean: on 8 samples of cifar10-cpu a plain mean cost 2.3 test points in two steps.
             adv = -full_batch_mean(critic(fake), cfg.batch_size) if w > 0 else fake.new_zeros(())
-            if not odds:
+            if not with_retain:
                 model.train()
                 logits = model(rb.x)
             retain = F.cross_entropy(logits, rb.y)

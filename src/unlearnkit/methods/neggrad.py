@@ -12,7 +12,7 @@ from torch import nn
 
 from unlearnkit.methods.base import Method, MethodContext, register_method
 from unlearnkit.methods.common import (
-    FORWARD, StopGate, class_lead, endless_batches, forget_and_retain, forgotten_classes, method_recipe, pass_samples,
+    FORWARD, StopGate, class_concentrated, class_lead, endless_batches, forget_and_retain, forgotten_classes, method_recipe, pass_samples,
     pass_steps, probe_loss,
 )
 from unlearnkit.methods.dualoptim import OptimizerParams, SplitLoss, make_trainer
@@ -96,7 +96,7 @@ def ascent_ce(logits: torch.Tensor, labels: torch.Tensor, whole_classes: bool, m
 
 
 def forget_logits(model: nn.Module, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-    """The model's logits on a forget batch `x`; with `context` (a class request) normalised together with it.
+    """The model's logits on a forget batch `x`; with `context` (a class-concentrated request) normalised together with it.
 
     A batch of one class normalised by its own BatchNorm statistics is not what the model sees
     at test time: on digits class 3, such batches stopped the gate while the model, in eval
@@ -104,8 +104,9 @@ def forget_logits(model: nn.Module, x: torch.Tensor, context: torch.Tensor | Non
     statistics toward that class. Eval mode instead lets the ascent move the BatchNorm affine
     weights of every sample at once (retain accuracy fell to 25-60%). So a class's forget batch
     goes through the network together with a retain batch (`context`), in train mode, as in
-    training; only the forget rows' logits are returned. A random forget set is a fair sample of
-    the data, so its batches keep the forward they always had.
+    training; only the forget rows' logits are returned. The same holds for part of a class
+    (`class:cat:0.5`) or any other set concentrated on a few classes (`common.class_concentrated`).
+    A random forget set is a fair sample of the data, so its batches keep the forward they always had.
     """
     if context is None:
         return model(x)
@@ -186,8 +187,8 @@ class NegGrad(Method):
 
     def cost(self, hp: NegGradHparams, sizes, recipe) -> float:
         bs = hp.batch_size or recipe.batch_size
-        # A class request forwards a retain batch beside each forget batch (see run): twice the samples.
-        joint = 2 if sizes.get("whole_classes") else 1
+        # A class request (or a class-concentrated set) forwards a retain batch beside each forget batch: twice the samples.
+        joint = 2 if sizes.get("whole_classes") or sizes.get("concentrated") else 1
         return joint * pass_samples(sizes["forget"], bs, hp.forget_passes) / sizes["retain"] + probe_cost(hp.stop_loss, sizes)
 
     def run(self, model, ctx: MethodContext, hp: NegGradHparams):
@@ -199,16 +200,17 @@ class NegGrad(Method):
         trainer = make_trainer(model, cfg, steps, hp)
 
         whole = bool(forgotten_classes(ctx))
+        with_retain = class_concentrated(ctx.split, ctx.num_classes)  # whole classes included
 
         def loss_fn(model, batch):
-            # A class request's stream gives (forget, retain) pairs: the retain rows only normalise.
-            batch, context = batch if whole else (batch, None)
+            # A class-concentrated request's stream gives (forget, retain) pairs: the retain rows only normalise.
+            batch, context = batch if with_retain else (batch, None)
             logits = forget_logits(model, batch.x, None if context is None else context.x)
             ce = ascent_ce(logits, batch.y, whole, hp.class_margin)
             gate.observe(measure(logits, batch.y, ce))
             return SplitLoss(forget=-ce), {"forget_ce": ce.detach()}
 
-        if whole:
+        if with_retain:
             stream, _ = forget_and_retain(ctx, cfg, hp.forget_passes, "neggrad", augment_forget=False)
         else:
             stream = (b for _, b in zip(range(steps), endless_batches(forget, cfg, ctx, "neggrad/forget")))
@@ -261,10 +263,11 @@ class NegGradPlus(Method):
         trainer = make_trainer(model, cfg, steps, hp)
 
         whole = bool(forgotten_classes(ctx))
+        with_retain = class_concentrated(ctx.split, ctx.num_classes)  # whole classes included
 
         def loss_fn(model, pair):
             fb, rb = pair
-            if whole:  # one joint batch: BatchNorm statistics of a mixed batch (`forget_logits`)
+            if with_retain:  # one joint batch: BatchNorm statistics of a mixed batch (`forget_logits`)
                 logits = model(torch.cat([fb.x, rb.x]))
                 f_logits, r_logits = logits[:len(fb.y)], logits[len(fb.y):]
             else:

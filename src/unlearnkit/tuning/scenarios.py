@@ -102,8 +102,10 @@ def kind_of(forget_spec: str | None) -> str | None:
     A `class` entry is tuned to remove whole classes (its retrained reference never predicts them);
     `class:cat:0.5` forgets half the cats and keeps the rest, so retraining still recognises cats and
     the forgotten half should score as held-out cats do: that is the `random` kind's target. Class
-    entries over-forget it (cifar10-cpu `class:cat:0.5`: UA 71-100 with four of them where
-    retraining has 42; mean gap 13.1 against 9.6 with the random entries; docs/benchmarks.md).
+    entries over-forget it (cifar10-cpu `class:cat:0.5`, seed 0, 2026-11-28: UA 71-100 with four of
+    them where retraining has 42; mean gap 13.1 against 9.6 with the random entries; docs/benchmarks.md).
+    Such a set is still not a fair sample: methods forward its batches beside retain batches
+    (`methods.common.class_concentrated`).
 
     A chain (`Split.forget_spec` of an unlearned run, "class:3 + random:50") takes the kind of its
     latest request (`latest_request`): read whole, the text after its last ':' was parsed as a
