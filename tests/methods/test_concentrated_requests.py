@@ -9,6 +9,7 @@ forward forget batches beside a retain batch for whole classes now do so for any
 from __future__ import annotations
 
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -51,6 +52,23 @@ def test_classes_and_parts_of_a_class_are_concentrated(digits):
     assert class_concentrated(_with_forget(split, np.concatenate([of_3[:15], other[:15]])), split.num_classes)
     assert request_sizes(split.with_forget("class:3:0.5"))["concentrated"] == 1
     assert request_sizes(split.with_forget("random:0.1"))["concentrated"] == 0
+
+
+def test_the_test_holds_at_a_few_samples_per_class():
+    # 100 classes: a random pair is of one class one time in a hundred, so it is no evidence (the
+    # chi-square approximation alone gives p ~ 1e-8 there); twenty samples of one class are.
+    labels = np.repeat(np.arange(100), 50)
+    split = SimpleNamespace(bundle=SimpleNamespace(train=SimpleNamespace(labels=labels)), train_idx=np.arange(len(labels)))
+    of_3 = np.flatnonzero(labels == 3)
+    for forget, expected in ((of_3[:1], False), (of_3[:2], False), (of_3[:20], True)):
+        assert class_concentrated(replace_forget(split, forget), 100) is expected, len(forget)
+    rng = np.random.default_rng(1)
+    assert not any(class_concentrated(replace_forget(split, rng.choice(len(labels), n, replace=False)), 100)
+                   for n in (2, 5, 50, 500) for _ in range(10))
+
+
+def replace_forget(split, forget):
+    return SimpleNamespace(**vars(split), forget_idx=np.asarray(forget))
 
 
 def _record_model_forwards(model: torch.nn.Module) -> list[tuple[bool, int]]:
