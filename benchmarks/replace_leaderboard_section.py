@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("new", type=Path)
     ap.add_argument("scenarios", nargs="+")
     a = ap.parse_args(argv)
+    for d in (a.committed, a.new):
+        missing = [n for n in ("leaderboard.md", "leaderboard.csv", "leaderboard.html") if not (d / n).is_file()]
+        if missing:
+            sys.exit(f"{d}: no {', '.join(missing)}; give a leaderboard folder (a bench's --out or docs/leaderboards/NAME)")
     old, new = read_table(a.committed / "leaderboard.csv"), read_table(a.new / "leaderboard.csv")
     first = next(iter(old), None)
     texts = {name: [(d / name).read_bytes().decode("utf-8") for d in (a.committed, a.new)]  # keeps the CSV's \r\n

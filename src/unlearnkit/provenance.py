@@ -30,7 +30,7 @@ from unlearnkit.runs import MODEL_FILE
 # The fields that make two unlearning jobs the same job (same output up to nondeterminism). The
 # parent is identified by its model's content, not its path: a moved or copied run (a bench store)
 # is the same parent, and a parent retrained in place is not.
-JOB_FIELDS = ("parent_model_sha256", "method", "forget_sha256", "hparams_sha256", "seed")
+JOB_FIELDS = ("parent_model_sha256", "method", "method_revision", "forget_sha256", "hparams_sha256", "seed")
 
 
 def sha256_json(obj: Any) -> str:

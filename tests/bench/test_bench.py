@@ -202,6 +202,26 @@ def test_precision_is_part_of_every_stored_model_key(tmp_path):
     assert keys("fp32") == fp32  # and the key is stable
 
 
+def test_a_methods_revision_is_part_of_its_key_and_only_its_own(tmp_path, monkeypatch):
+    # A code change that alters a method's results raises its revision: a store made by the older
+    # code must not hand back its runs. Unrevised methods keep the keys they always had.
+    from unlearnkit.bench.plan import build_plan
+    from unlearnkit.methods import get_method
+
+    def keys():
+        plan = build_plan(resolve_config("digits", {}), "fp", methods=["finetune", "gan"], scenarios=["class:3:0.5"],
+                          seeds=1, store=tmp_path)
+        return {j.id: j.key for j in plan.order()}
+
+    now = keys()
+    monkeypatch.setattr(get_method("gan"), "revision", get_method("gan").revision + 1)
+    bumped = keys()
+    changed = {k for k in now if now[k] != bumped[k]}
+    assert changed == {"method/class:3:0.5/gan/seed0", "audit/class:3:0.5/gan/seed0"}
+    monkeypatch.setattr(get_method("gan"), "revision", 0)
+    assert keys()["method/class:3:0.5/gan/seed0"] not in (now["method/class:3:0.5/gan/seed0"], bumped["method/class:3:0.5/gan/seed0"])
+
+
 # --------------------------------------------------------------------------- robustness (issue #13)
 
 

@@ -62,14 +62,16 @@ def test_one_section_is_replaced_and_the_rest_kept(tmp_path):
     assert "<td>50.00 ± 0.12</td>" in html and "<td>20.00 ± 0.12</td>" not in html
 
 
-@pytest.mark.parametrize("case", ["first scenario", "missing", "other methods"])
+@pytest.mark.parametrize("case", ["first scenario", "missing", "other methods", "no leaderboard"])
 def test_refusals_write_nothing(tmp_path, case):
     committed, new = tmp_path / "committed", tmp_path / "new"
     _write(committed, _table({"random:0.1": 10.0, "class:cat": 20.0}))
     _write(new, _table({"random:0.1": 50.0, "class:cat": 50.0}, methods=("retrain", "a", "c") if case == "other methods" else ("retrain", "a", "b")))
     before = {p.name: p.read_bytes() for p in committed.iterdir() if p.is_file()}
-    scenario = {"first scenario": "random:0.1", "missing": "class:dog", "other methods": "class:cat"}[case]
+    scenario = {"first scenario": "random:0.1", "missing": "class:dog", "other methods": "class:cat", "no leaderboard": "class:cat"}[case]
+    if case == "no leaderboard":
+        (new / "leaderboard.html").unlink()
     with pytest.raises(SystemExit) as err:
         _script().main([str(committed), str(new), scenario])
-    assert scenario in str(err.value)
+    assert (str(new) if case == "no leaderboard" else scenario) in str(err.value)
     assert {p.name: p.read_bytes() for p in committed.iterdir() if p.is_file()} == before

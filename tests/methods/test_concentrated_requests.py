@@ -8,6 +8,7 @@ forward forget batches beside a retain batch for whole classes now do so for any
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -141,3 +142,19 @@ def test_neggrads_estimate_counts_the_retain_rows_of_a_concentrated_request(digi
     cls = get_method("neggrad")
     assert cls().cost(hp, sizes, run.config.train) == pytest.approx(2 * cls().cost(hp, {**sizes, "concentrated": 0}, run.config.train))
     assert estimated_cost(cls, hp, split, run.config.train)["ree"] == pytest.approx(cls().cost(hp, sizes, run.config.train), abs=1e-4)
+
+
+def test_a_run_of_an_older_revision_is_not_resumed(digits, tmp_path, monkeypatch):
+    # The run record carries the revision: an interrupted gan run of the older code is refused
+    # by --resume (one line), not finished with the new code.
+    from unlearnkit.methods import forget_run, get_method
+    from unlearnkit.errors import UnlearnkitError
+
+    run, _ = digits
+    out = tmp_path / "gan"
+    forget_run(run.dir.path, "gan", "class:3:0.5", out=out)
+    record = json.loads((out / "run.json").read_text())
+    assert record["method_revision"] == get_method("gan").revision >= 1
+    monkeypatch.setattr(get_method("gan"), "revision", get_method("gan").revision + 1)
+    with pytest.raises(UnlearnkitError, match="method_revision"):
+        forget_run(run.dir.path, "gan", "class:3:0.5", out=out, resume=True)

@@ -169,7 +169,9 @@ def _unlearn_job(plan: Plan, original: Job, method: str, scenario: str, seed: in
     # forget_run applies for this recipe and scenario (a new entry re-runs the method), --set values.
     hp = {**hparam_defaults(method), **(tuned or {}), **{k.removeprefix("method."): v for k, v in overrides.items()}}
     kind = "retrain" if method == "retrain" else "method"
-    key = content_key({"parent": original.key, "method": method, "hparams": hp, "forget": scenario, "method_seed": mseed})
+    revision = get_method(method).revision  # only from 1 on, so keys of unrevised methods stay as they were
+    key = content_key({"parent": original.key, "method": method, "hparams": hp, "forget": scenario, "method_seed": mseed,
+                       **({"revision": revision} if revision else {})})
     return plan.add(Job(
         f"{kind}/{scenario}/{method}/{suffix}", kind, key,
         {"method": method, "forget": scenario, "hparams": overrides, "seed": seed, "method_seed": mseed,

@@ -378,6 +378,7 @@ def _job_record(parent_run, cls, method: str, hp, split: Split, request: str, se
         "original": root,
         "original_model_sha256": root_hash,
         "method": method,
+        **({"method_revision": cls.revision} if cls.revision else {}),  # absent at 0: older records still match
         "exact": cls.exact,
         "hparams": hparams,
         "hparams_sha256": sha256_json(hparams),

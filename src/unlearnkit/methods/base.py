@@ -67,6 +67,10 @@ class Method:
     summary: ClassVar[str]  # one line for `unlearnkit methods`
     paper: ClassVar[str]  # where the algorithm and the default hyperparameters come from
     exact: ClassVar[bool] = False  # True only for retraining from scratch
+    # Raised when a code change alters what the method computes for hyperparameters it already had:
+    # bench store keys and run records carry it (from 1 on), so results of the older code are
+    # re-run, and an interrupted run of it is not resumed with the new code.
+    revision: ClassVar[int] = 0
     Hparams: ClassVar[type]  # a dataclass; every field has a default, declared with `unlearnkit.params.param`
 
     def run(self, model: nn.Module, ctx: MethodContext, hp) -> nn.Module:

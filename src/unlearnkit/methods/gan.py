@@ -186,6 +186,7 @@ class Gan(Method):
     """
 
     name = "gan"
+    revision = 1  # 1: class-concentrated forget sets take the joint forward (`class_concentrated`)
     summary = "WGAN-GP: make forget-set output features look like held-out ones, anchored on retain."
     paper = "Gulrajani et al., NeurIPS 2017 (WGAN-GP); membership-feature matching (this project)"
     Hparams = GanHparams

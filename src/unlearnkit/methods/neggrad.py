@@ -180,6 +180,7 @@ class NegGrad(Method):
     """
 
     name = "neggrad"
+    revision = 1  # 1: class-concentrated forget sets take the joint forward (`class_concentrated`)
     summary = "Gradient ascent on the forget set, stopped when its loss reaches held-out level (GA)."
     paper = "Golatkar et al., CVPR 2020; Jia et al., NeurIPS 2023 (GA baseline)"
     Hparams = NegGradHparams
@@ -248,6 +249,7 @@ class NegGradPlus(Method):
     """
 
     name = "neggrad+"
+    revision = 1  # 1: class-concentrated forget sets take the joint forward (`class_concentrated`)
     summary = "Ascend forget CE while descending retain CE, alpha-weighted (NegGrad+)."
     paper = "Kurmanji et al., NeurIPS 2023 (NegGrad+)"
     Hparams = NegGradPlusHparams
