@@ -52,14 +52,15 @@ def test_lookup_matches_preset_recipe_hash_and_kind(entries_dir):
     # A share of a class leaves the rest to retain: retraining still knows the class, so the
     # forgotten share should look held-out — the random entry, not the class-removing one.
     ("class:3:0.5", "random"), ("class:3,5:0.1", "random"),
-    ("ids:forget.txt", "random"), ("random:128", "random"), ("subclass:maple_tree", None),
+    ("ids:forget.txt", "random"), ("random:128", "random"),
+    ("subclass:maple_tree", "class"), ("subclass:maple_tree:0.5", "random"),
 ])
 def test_partial_class_requests_take_the_random_entry(entries_dir, spec, kind):
     cfg = resolve_config("digits")
     defaults.write_entry(_entry(cfg, kind="random", values={"epochs": 1, "lr": 0.05}))
     defaults.write_entry(_entry(cfg, kind="class", values={"epochs": 1, "lr": 0.3}))
     values, source = defaults.resolve("finetune", cfg, spec)
-    expected = {"random": 0.05, "class": 0.3, None: None}[kind]
+    expected = {"random": 0.05, "class": 0.3}[kind]
     assert values.get("lr") == expected
     assert (source["entry"].split("/")[1] if source["kind"] == "tuned" else None) == kind
 
@@ -215,7 +216,10 @@ def test_a_bench_job_refuses_to_run_values_other_than_its_key_holds(entries_dir,
 @pytest.mark.parametrize(("spec", "kind"), [
     # A chain's forget_spec joins its requests with " + " (`Split.with_forget`): the latest one decides.
     ("class:3 + class:5", "class"), ("class:3 + random:50", "random"), ("random:0.1 + class:3", "class"),
-    ("class:3:0.5 + class:5", "class"), ("random:0.1 + subclass:maple_tree", None),
+    ("class:3:0.5 + class:5", "class"), ("random:0.1 + subclass:maple_tree", "class"),
+    # subclass: selects fine classes as class: does (the model learns the fine labels), so it
+    # takes the class entry, and a share of a fine class the random one, as class:cat:0.5 does.
+    ("subclass:baby", "class"), ("subclass:baby,boy:0.5", "random"), ("class:3 + subclass:baby:0.5", "random"),
 ])
 def test_a_chain_takes_the_kind_of_its_latest_request(spec, kind):
     from unlearnkit.tuning.scenarios import kind_of

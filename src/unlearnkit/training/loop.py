@@ -147,9 +147,12 @@ def progress(iterable: Iterable, total: int | None, desc: str, **kw) -> tqdm:
     """The one progress-bar style (ETA, rate, running stats); quiet with UNLEARNKIT_QUIET=1.
 
     On a terminal (or in a notebook) the bar redraws in place. When stderr is a file or a pipe
-    (CI logs, `| tee`, a bench job's log) redraws would pile up into one endless line, so the
-    bar draws nothing and prints one line when its loop is finished instead; the epochs of one
+    (CI logs, `| tee`, a bench job's log, a cluster job's output) redraws would pile up into one
+    endless line, so the bar prints one line when its loop is finished instead; the epochs of one
     run (descriptions "retrain 1/15" ... "retrain 15/15") are summed into one line at the last.
+    A loop still running after `UNLEARNKIT_LOG_INTERVAL` seconds (default 60; 0: never) also
+    prints a progress line with its ETA, at most once per interval, so an hour-long bench or
+    search in a log file says how far it is.
     """
     quiet = os.environ.get("UNLEARNKIT_QUIET") == "1"
     cls = _LineBar if not quiet and not _NOTEBOOK and not sys.stderr.isatty() else tqdm
@@ -169,15 +172,71 @@ _EPOCH = re.compile(r"^(?P<name>.+) (?P<k>\d+)/(?P<n>\d+)$")
 _epochs: dict[str, list[float]] = {}  # "retrain" -> [first epoch seen, steps, seconds] while its epochs run
 
 
+_clock = time.monotonic  # what the progress lines' intervals and ETAs read (tests replace it)
+_epoch_lines: dict[str, list[float]] = {}  # "retrain" -> [when its run started, when it last printed a progress line]
+
+
+def _log_interval() -> float:
+    try:
+        return float(os.environ.get("UNLEARNKIT_LOG_INTERVAL", "60"))
+    except ValueError:
+        return 60.0
+
+
 class _LineBar(tqdm):
-    """A tqdm that never redraws; `close` prints one summary line (or none, mid-way through a run's epochs)."""
+    """A tqdm that never redraws: `close` prints one summary line (or none, mid-way through a run's
+    epochs), and a long loop prints a progress line with its ETA once per `_log_interval()`."""
 
     def __init__(self, *args, **kwargs):
+        self._armed = False  # tqdm's __init__ draws once: nothing to print yet
         super().__init__(*args, **{**kwargs, "leave": False})  # a left bar would end with a blank line
         self._first_desc = self.desc  # the audit renames its bar per step; the summary uses the name it started with
+        self._started = self._last_line = _clock()
+        m = _EPOCH.match(self._first_desc)
+        # The epochs of one run are one loop for the progress lines too: the interval runs across them.
+        self._run = (m["name"], int(m["k"]), int(m["n"])) if m else None
+        if self._run and (self._run[1] == 1 or self._run[0] not in _epoch_lines):
+            _epoch_lines[self._run[0]] = [self._started, self._started]
+        self._armed = True
 
-    def display(self, *args, **kwargs):  # noqa: D102  (tqdm calls it to redraw: nothing to draw)
+    def display(self, *args, **kwargs):  # noqa: D102  (tqdm calls it to redraw: at most a progress line)
+        interval = _log_interval()
+        if not self._armed or self.disable or interval <= 0:
+            return None
+        now = _clock()
+        # setdefault: another run of the same name may have finished meanwhile (nested loops)
+        run = _epoch_lines.setdefault(self._run[0], [self._started, self._started]) if self._run else None
+        last = run[1] if run else self._last_line
+        if now - last < interval:
+            return None
+        line = self._progress_line(now, run[0] if run else self._started)
+        if line:
+            print(line, file=sys.stderr, flush=True)
+            if run:
+                run[1] = now
+            else:
+                self._last_line = now
         return None
+
+    def _progress_line(self, now: float, started: float) -> str | None:
+        postfix = f" ({self.postfix})" if self.postfix else ""
+        fmt = self.format_interval
+        if self._run:  # "retrain: epoch 3/15, 1:52 elapsed, ETA 7:40" for the whole run
+            name, k, epochs = self._run
+            steps = (_epochs.get(name, [k, 0, 0.0])[1] if k > 1 else 0) + self.n
+            secs = now - started  # since the run's first epoch here (probes between epochs too)
+            if not self.total or steps <= 0:
+                return None
+            left = (self.total - self.n) + (epochs - k) * self.total  # later epochs: as long as this one
+            return f"{name}: epoch {k}/{epochs}, {fmt(secs)} elapsed, ETA {fmt(left * secs / steps)}{postfix}"
+        elapsed = now - started
+        if not self.total or self.n <= 0:
+            return f"{self.desc}: {fmt(elapsed)} elapsed{postfix}"
+        share = min(self.n / self.total, 1.0)
+        countable = float(self.n).is_integer() and not self.bar_format  # the bench's bar counts estimated cost
+        done = f"{_count(self.n, 'step' if self.unit == 'it' else self.unit)} of {int(self.total)}, " if countable else ""
+        eta = fmt(elapsed * (1 - share) / share)
+        return f"{self.desc}: {done}{share:.0%}, {fmt(elapsed)} elapsed, ETA {eta}{postfix}"
 
     def close(self) -> None:
         if self.disable:
@@ -204,6 +263,7 @@ class _LineBar(tqdm):
         if k < total:
             return None
         del _epochs[name]
+        _epoch_lines.pop(name, None)
         epochs = _count(total, "epoch") if first == 1 else f"epochs {int(first)}-{total}"
         return f"{name}: {epochs}, {_count(steps + n, 'step')} in {secs + seconds:.1f} s{postfix}"
 

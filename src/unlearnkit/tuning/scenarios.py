@@ -6,6 +6,7 @@ original model, split and, for `class`, its own class — so the search cannot f
 Forget requests of other kinds map onto these for the defaults lookup (`kind_of`): `ids:` files
 are arbitrary member subsets and a class request with a fraction below 1 (`class:cat:0.5`) leaves
 the class to retain, so its forgotten samples should look held-out: both take the `random` entry.
+`subclass:` requests select fine classes as `class:` does and take the same entries.
 """
 
 from __future__ import annotations
@@ -52,11 +53,14 @@ KINDS: dict[str, Kind] = {
                    "a random share of the members (ids: files and class requests with a fraction below 1 use this entry too)"),
     # Tuning seed s forgets class s mod C: consecutive seeds forget different classes.
     "class": Kind("class", None, _no_arg, lambda arg, seed, classes: f"class:{class_token(classes, seed % len(classes), by='index')}",
-                  "one whole class"),
+                  "one whole class (subclass: requests of whole fine classes use this entry too)"),
 }
 
-# Forget-spec prefixes whose requests take the defaults of a tuning kind.
-LOOKUP_KIND = {"random": "random", "ids": "random", "class": "class"}
+# Forget-spec prefixes whose requests take the defaults of a tuning kind. `subclass:` selects as
+# `class:` does, on the fine labels the model is trained on (data/splits.py `_subclasses`): its
+# retrained reference never predicts the forgotten fine class, so it is a class request (and a share
+# of it, like `class:cat:0.5`, a random one).
+LOOKUP_KIND = {"random": "random", "ids": "random", "class": "class", "subclass": "class"}
 
 # How `Split.with_forget` joins the requests of a chain (an unlearned run's split records
 # "class:3 + random:50": forget class 3 first, then 50 more samples from that run).
@@ -116,7 +120,7 @@ def kind_of(forget_spec: str | None) -> str | None:
     request = latest_request(forget_spec)
     prefix, _, arg = request.partition(":")
     kind = LOOKUP_KIND.get(prefix)
-    if kind == "class":
+    if kind == "class":  # class: and subclass: alike
         _, share = class_fraction(arg, request)  # the selector's own parsing (and its error for a bad share)
         if share is not None and share < 1:
             return "random"
