@@ -98,3 +98,15 @@ def test_quiet_prints_nothing_at_all(clock, capsys, monkeypatch):
     bar.refresh()
     bar.close()
     assert capsys.readouterr().err == ""
+
+
+def test_a_bad_interval_warns_once_naming_the_variable_and_keeps_the_default(clock, capsys, monkeypatch):
+    monkeypatch.setenv("UNLEARNKIT_LOG_INTERVAL", "1m")
+    loop._parse_interval.cache_clear()
+    with pytest.warns(UserWarning, match=r"UNLEARNKIT_LOG_INTERVAL='1m' is not a number of seconds; using 60"):
+        bar = loop.progress(None, 10, "audit", unit="step")
+    clock.t += 61
+    bar.n = 5
+    bar.refresh()
+    assert _lines(capsys)[0].startswith("audit: 5 steps of 10, 50%, 01:01 elapsed")
+    bar.close()

@@ -8,12 +8,14 @@ Methods write only their loss; optimiser, schedule, progress and device come fro
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import pickle
 import re
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -177,9 +179,16 @@ _epoch_lines: dict[str, list[float]] = {}  # "retrain" -> [when its run started,
 
 
 def _log_interval() -> float:
+    return _parse_interval(os.environ.get("UNLEARNKIT_LOG_INTERVAL", "60"))
+
+
+@functools.lru_cache(maxsize=8)  # one warning per bad value, not one per bar
+def _parse_interval(text: str) -> float:
     try:
-        return float(os.environ.get("UNLEARNKIT_LOG_INTERVAL", "60"))
+        return float(text)
     except ValueError:
+        warnings.warn(f"UNLEARNKIT_LOG_INTERVAL={text!r} is not a number of seconds; using 60 (0 turns progress lines off)",
+                      stacklevel=2)
         return 60.0
 
 
@@ -192,6 +201,7 @@ class _LineBar(tqdm):
         super().__init__(*args, **{**kwargs, "leave": False})  # a left bar would end with a blank line
         self._first_desc = self.desc  # the audit renames its bar per step; the summary uses the name it started with
         self._started = self._last_line = _clock()
+        self._interval = _log_interval()  # read once per bar: display() runs on every redraw of the loop
         m = _EPOCH.match(self._first_desc)
         # The epochs of one run are one loop for the progress lines too: the interval runs across them.
         self._run = (m["name"], int(m["k"]), int(m["n"])) if m else None
@@ -200,14 +210,13 @@ class _LineBar(tqdm):
         self._armed = True
 
     def display(self, *args, **kwargs):  # noqa: D102  (tqdm calls it to redraw: at most a progress line)
-        interval = _log_interval()
-        if not self._armed or self.disable or interval <= 0:
+        if not self._armed or self.disable or self._interval <= 0:
             return None
         now = _clock()
         # setdefault: another run of the same name may have finished meanwhile (nested loops)
         run = _epoch_lines.setdefault(self._run[0], [self._started, self._started]) if self._run else None
         last = run[1] if run else self._last_line
-        if now - last < interval:
+        if now - last < self._interval:
             return None
         line = self._progress_line(now, run[0] if run else self._started)
         if line:
