@@ -4,13 +4,17 @@ fewer trials had completed than the group holds, and the sampler kept proposing 
 
 from __future__ import annotations
 
+import math
+
 import optuna
 import pytest
 
 from unlearnkit.config import resolve_config
-from unlearnkit.tuning.objective import BUDGET, OVER_BUDGET, SET_CONSTRAINT, Objective, constraints, estimate_cost
+from unlearnkit.tuning.objective import (
+    BUDGET, BUDGET_FIT, FIT_UNTIL, OVER_BUDGET, SET_CONSTRAINT, Objective, constraints, estimate_cost, trials_with,
+)
 from unlearnkit.tuning.references import Reference
-from unlearnkit.tuning.space import distributions
+from unlearnkit.tuning.space import distributions, nearest_within_budget, sample
 
 SIZES = {"retain": 1000, "forget": 100, "val": 200, "whole_classes": 0}
 
@@ -38,3 +42,89 @@ def test_an_over_budget_trial_is_infeasible_by_its_excess_cost(tmp_path):
 def test_a_trial_that_ran_has_no_budget_violation():
     ran = optuna.trial.create_trial(value=1.0, user_attrs={"constraints": [0.5, 0.0]})
     assert constraints(ran) == [0.5, 0.0, 0.0]
+
+
+# --------------------------------------------------------------------------- the nearest in-budget point
+
+
+def _salun_cost(recipe):
+    return lambda values: estimate_cost("salun", values, [SIZES], recipe)
+
+
+def test_the_nearest_in_budget_point_moves_only_the_cost_carrying_field_to_the_budget():
+    recipe = resolve_config("digits", []).train
+    dists, cost = distributions("salun", "random"), _salun_cost(recipe)
+    drawn = {"optimizer": "dualoptim", "forget_lr": 1e-4, "forget_passes": 4.0, "lr": 0.003, "mask_ratio": 0.5}
+    budget = 0.675
+    assert cost(drawn) > budget
+    fit = nearest_within_budget(dists, drawn, cost, budget)
+    # Only the passes moved (lr, masks and the optimiser do not change the cost), to the budget's edge.
+    assert {k: v for k, v in fit.items() if v != drawn[k]}.keys() == {"forget_passes"}
+    assert cost(fit) <= budget
+    assert cost({**fit, "forget_passes": fit["forget_passes"] * 1.001}) > budget
+    assert 1.0 < fit["forget_passes"] < 2.0  # dualoptim fits at ~1.35 passes here, sgd at ~2.5
+
+
+def test_the_nearest_in_budget_point_takes_the_field_that_moves_least_and_knows_both_directions():
+    dists = {"a": optuna.distributions.FloatDistribution(0.0, 10.0),
+             "b": optuna.distributions.IntDistribution(1, 100),
+             "c": optuna.distributions.FloatDistribution(1e-3, 1.0, log=True)}
+
+    def cost(v):  # a and b add cost; a larger c lowers it
+        return v["a"] + v["b"] / 10 - math.log10(v["c"])
+
+    drawn = {"a": 5.0, "b": 50, "c": 0.01}  # cost 12
+    fit = nearest_within_budget(dists, drawn, cost, 11.0)
+    # a: 5 -> 4 (10% of its range); b: 50 -> 40 (10.1%); c: 0.01 -> 0.1 (33% of its log range)
+    assert fit == {"a": pytest.approx(4.0), "b": 50, "c": 0.01}
+    fit = nearest_within_budget(dists, {"a": 0.0, "b": 50, "c": 0.01}, cost, 6.5)
+    assert fit["a"] == 0.0 and fit["c"] == 0.01 and fit["b"] == 45  # an integer field: the largest value that fits
+    fit = nearest_within_budget(dists, {"a": 0.0, "b": 1, "c": 0.001}, cost, 2.2)
+    assert fit["c"] == pytest.approx(10 ** -2.1, rel=1e-6)  # c rises: the other end of its range fits
+    assert nearest_within_budget(dists, {"a": 5.0, "b": 50, "c": 0.01}, cost, 1.0) is None  # no single field fits
+
+
+def test_an_over_budget_draw_queues_its_nearest_in_budget_point_once(tmp_path):
+    objective = _objective(tmp_path, budget_ree=0.5)  # finetune's cost is its epochs (0.2-2.0)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    study.enqueue_trial({"epochs": 1.5, "lr": 0.02, "weight_decay": 5e-4})
+    study.optimize(objective, n_trials=1)
+    (skipped,) = study.get_trials(states=(optuna.trial.TrialState.PRUNED,))
+    assert skipped.state == optuna.trial.TrialState.PRUNED and skipped.user_attrs["reason"] == BUDGET
+    assert skipped.user_attrs["fitted_to"] == {"epochs": pytest.approx(0.5)}
+    nxt = study.ask()  # the next trial of any worker is the fitted point, the rest of the draw unchanged
+    assert sample(nxt, "finetune", objective.dists, {}) == {"epochs": pytest.approx(0.5), "lr": 0.02, "weight_decay": 5e-4}
+    assert nxt.user_attrs == {"origin": BUDGET_FIT, "fitted_from": skipped.number}
+    # A second draw that fits to the same point does not queue it again.
+    study.tell(nxt, state=optuna.trial.TrialState.FAIL)
+    study.enqueue_trial({"epochs": 1.5, "lr": 0.02, "weight_decay": 5e-4}, skip_if_exists=False)
+    study.optimize(objective, n_trials=1)
+    assert [t.state for t in study.get_trials(states=(optuna.trial.TrialState.WAITING,))] == []
+
+
+def _ran(study, dists, **params):
+    study.add_trial(optuna.trial.create_trial(params=params, distributions={k: dists[k] for k in params}, value=1.0))
+
+
+def test_a_fit_is_queued_only_while_few_trials_ran_with_the_draws_options(tmp_path):
+    recipe = resolve_config("digits", []).train
+    ref = Reference(seed=100, forget="random:0.1", original="unused", retrain="unused", sizes=SIZES)
+    dists = distributions("salun", "random")
+    objective = Objective("salun", [ref], dists, {}, recipe, 0.675, 2.0, tmp_path / "trials")
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    base = {"forget_lr": 1e-4, "lr": 0.003, "mask_ratio": 0.5}
+    for i in range(FIT_UNTIL):  # SGD has run FIT_UNTIL times; dualoptim never
+        _ran(study, dists, optimizer="sgd", forget_passes=1.0 + i / 10, lr=0.003, mask_ratio=0.5)
+
+    def waiting():
+        return [t.system_attrs["fixed_params"] for t in study.get_trials(states=(optuna.trial.TrialState.WAITING,))]
+
+    study.enqueue_trial({"optimizer": "sgd", "forget_passes": 5.0, **base})
+    study.optimize(objective, n_trials=1)
+    assert waiting() == []  # TPE has seen SGD run: the skip alone is its information
+    study.enqueue_trial({"optimizer": "dualoptim", "forget_passes": 5.0, **base})
+    study.optimize(objective, n_trials=1)
+    (fit,) = waiting()  # dualoptim never ran: its nearest in-budget point waits
+    assert fit["optimizer"] == "dualoptim" and 1.0 <= fit["forget_passes"] < 2.0
+    assert estimate_cost("salun", fit, [SIZES], recipe) <= 0.675
+    assert trials_with(study, {"optimizer": "dualoptim"}) == 1  # the queued fit counts, so skips do not pile up fits

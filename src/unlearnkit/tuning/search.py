@@ -29,7 +29,7 @@ from unlearnkit.config import RunConfig
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.files import check_output_dir
 from unlearnkit.tuning import defaults as tuned
-from unlearnkit.tuning.objective import (BUDGET, SET_CONSTRAINT, Objective, constraints, estimate_cost, parse_trial_retain,
+from unlearnkit.tuning.objective import (BUDGET, BUDGET_FIT, SET_CONSTRAINT, Objective, constraints, estimate_cost, parse_trial_retain,
                                          trial_eval)
 from unlearnkit.tuning.references import Reference, build_references, execute, tuning_plan
 from unlearnkit.tuning.scenarios import parse_kind, tuning_seeds
@@ -260,6 +260,16 @@ def _remove_stale_trial_dirs(study, work: Path) -> None:
 # --------------------------------------------------------------------------- study
 
 
+def make_sampler(seed: int, trials: int, worker: int = 0):
+    """The search's TPE sampler (benchmarks/budget_fit.py uses the same one)."""
+    import optuna  # noqa: PLC0415
+
+    # Optuna >= 5 reads the constraint the objective sets on the trial (`set_constraint`); older
+    # versions take it through constraints_func.
+    cons = {} if SET_CONSTRAINT else {"constraints_func": constraints}
+    return optuna.samplers.TPESampler(seed=seed * 1000 + worker, n_startup_trials=min(10, max(3, trials // 4)), **cons)
+
+
 def _open_study(db: Path, seed: int, trials: int, heartbeat: int, worker: int = 0):
     import optuna  # noqa: PLC0415
 
@@ -275,10 +285,7 @@ def _open_study(db: Path, seed: int, trials: int, heartbeat: int, worker: int = 
             f"sqlite:///{db}", heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
             engine_kwargs={"connect_args": {"timeout": 60}}, **retry,
         )
-        # Optuna >= 5 reads the constraint the objective sets on the trial (`set_constraint`); older
-        # versions take it through constraints_func.
-        cons = {} if SET_CONSTRAINT else {"constraints_func": constraints}
-        sampler = optuna.samplers.TPESampler(seed=seed * 1000 + worker, n_startup_trials=min(10, max(3, trials // 4)), **cons)
+        sampler = make_sampler(seed, trials, worker)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
     return optuna.create_study(study_name=STUDY_NAME, storage=storage, direction="minimize", sampler=sampler,
                                pruner=pruner, load_if_exists=True)
@@ -430,11 +437,16 @@ def _run_ray(args: list[tuple], threads: int, address: str | None, tick) -> None
 # --------------------------------------------------------------------------- results
 
 
+def _origin(attrs: dict[str, Any]) -> str:
+    origin = attrs.get("origin", "TPE")
+    return f"{origin} of #{attrs['fitted_from']}" if origin == BUDGET_FIT and "fitted_from" in attrs else origin
+
+
 def _trial_row(t) -> dict[str, Any]:
     a = t.user_attrs
     return {
         "number": t.number, "state": t.state.name.lower(), "reason": a.get("reason", ""),
-        "origin": a.get("origin", "TPE"), **{f"param:{k}": v for k, v in t.params.items()},
+        "origin": _origin(a), **{f"param:{k}": v for k, v in t.params.items()},
         "avg_gap": t.value, "ra_drop": a.get("ra_drop"), "ta_drop": a.get("ta_drop"), "feasible": a.get("feasible"),
         "cost_ree": a.get("cost_ree"), "cost_share": a.get("cost_share"), "time_ratio": a.get("time_ratio"),
         "seconds": t.duration.total_seconds() if t.duration is not None else None,
