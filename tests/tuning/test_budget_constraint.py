@@ -14,6 +14,7 @@ from unlearnkit.tuning.objective import (
     BUDGET, BUDGET_FIT, FIT_UNTIL, OVER_BUDGET, SET_CONSTRAINT, Objective, constraints, estimate_cost, trials_with,
 )
 from unlearnkit.tuning.references import Reference
+from unlearnkit.tuning.search import _counts, _trial_row
 from unlearnkit.tuning.space import distributions, nearest_within_budget, sample
 
 SIZES = {"retain": 1000, "forget": 100, "val": 200, "whole_classes": 0}
@@ -96,10 +97,14 @@ def test_an_over_budget_draw_queues_its_nearest_in_budget_point_once(tmp_path):
     assert sample(nxt, "finetune", objective.dists, {}) == {"epochs": pytest.approx(0.5), "lr": 0.02, "weight_decay": 5e-4}
     assert nxt.user_attrs == {"origin": BUDGET_FIT, "fitted_from": skipped.number}
     # A second draw that fits to the same point does not queue it again.
-    study.tell(nxt, state=optuna.trial.TrialState.FAIL)
+    study.tell(nxt, 1.0)
     study.enqueue_trial({"epochs": 1.5, "lr": 0.02, "weight_decay": 5e-4}, skip_if_exists=False)
     study.optimize(objective, n_trials=1)
     assert [t.state for t in study.get_trials(states=(optuna.trial.TrialState.WAITING,))] == []
+    # The report counts the fits that ran (the over-budget draws themselves are not runs).
+    assert _counts(study)["budget_fits"] == 1
+    assert _trial_row(nxt_frozen := study.trials[nxt.number])["origin"] == f"{BUDGET_FIT} of #{skipped.number}"
+    assert nxt_frozen.state == optuna.trial.TrialState.COMPLETE
 
 
 def _ran(study, dists, **params):

@@ -96,6 +96,8 @@ def test_tiny_search_end_to_end_and_resume(search):
     assert best["settings"]["seeds"] == [100, 101] and best["settings"]["forget_sets"] == ["class:0", "class:1"]
     md = (out / "report.md").read_text()
     assert "## Choice and trade-off" in md and "Trade-off:" in md
+    fits = sum(r["origin"].startswith("budget fit") and r["reason"] != "budget" for r in second.rows)
+    assert f"; {fits} of the trials that ran were budget fits" in md
     assert len((out / "trials.csv").read_text().splitlines()) == 1 + len(second.rows)
     # The references live in the shared bench store: a second search trains nothing new.
     store = root / "tune-store" / "store"

@@ -85,7 +85,7 @@ def tune_cmd(args: argparse.Namespace) -> int:
             rows.append([label, t["number"], ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["values"].items()),
                          t["avg_gap"], t["ra_drop"], t["ta_drop"], t["time_ratio"]])
     print_table(f"tune {args.method} / {result.settings['forget']}: {result.ran} trial(s) this run; {c['complete']} complete, "
-                f"{c['pruned']} pruned, {c['budget']} over budget", ["", "trial", "values", "avg gap", "RA drop", "TA drop",
+                f"{c['pruned']} pruned, {c['budget']} over budget, {c.get('budget_fits', 0)} budget fits", ["", "trial", "values", "avg gap", "RA drop", "TA drop",
                                                                      "time / retrain"], rows)
     if result.best is None:
         console.print(f"no trial kept RA and TA within {args.margin} points of retraining")

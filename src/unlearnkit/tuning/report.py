@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from unlearnkit.runs import atomic_write_bytes, atomic_write_text
+from unlearnkit.tuning.objective import FIT_UNTIL
 
 
 def _f(v: Any, digits: int = 2) -> str:
@@ -85,8 +86,9 @@ def _sections(result, study) -> list[tuple[str, list[Any]]]:
         f"infeasible, whatever its gap). Budget: estimated cost at most {_f(100 * s['budget'])}% of retraining = "
         f"{_f(s['budget_ree'])} REE of {s['retrain_ree']} (settings above it are never run).",
         f"Trials: {c['complete']} complete, {c['pruned']} pruned (median pruner or method error), {c['budget']} over "
-        f"budget (not run), {c['failed']} failed or interrupted. Sampler: TPE (seeded, with the constraint); pruner: median "
-        "between tuning forget sets.",
+        f"budget (not run), {c['failed']} failed or interrupted; {c.get('budget_fits', 0)} of the trials that ran were budget fits "
+        "(an over-budget draw's nearest in-budget point, run while its categorical options had run fewer than "
+        f"{FIT_UNTIL} times). Sampler: TPE (seeded, with the constraint); pruner: median between tuning forget sets.",
         f"Evaluation: {s.get('evaluation', 'trials: full audits; final: full audits')}.",
     ]
     sections: list[tuple[str, list[Any]]] = [("Setup", setup)]

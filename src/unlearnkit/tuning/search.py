@@ -304,7 +304,7 @@ def _identity(settings: dict[str, Any]) -> dict[str, Any]:
 def _counts(study) -> dict[str, int]:
     from optuna.trial import TrialState  # noqa: PLC0415
 
-    c = {"complete": 0, "pruned": 0, "budget": 0, "failed": 0, "running": 0}
+    c = {"complete": 0, "pruned": 0, "budget": 0, "failed": 0, "running": 0, "budget_fits": 0}
     for t in study.get_trials(deepcopy=False):
         if t.state == TrialState.COMPLETE:
             c["complete"] += 1
@@ -314,6 +314,9 @@ def _counts(study) -> dict[str, int]:
             c["failed"] += 1
         elif t.state == TrialState.RUNNING:
             c["running"] += 1
+        # A budget fit that ran (an over-budget draw's nearest in-budget point, see Objective).
+        ran = t.state == TrialState.COMPLETE or (t.state == TrialState.PRUNED and t.user_attrs.get("reason") != BUDGET)
+        c["budget_fits"] += ran and t.user_attrs.get("origin") == BUDGET_FIT
     c["counted"] = c["complete"] + c["pruned"]  # trials that ran (over-budget ones never ran)
     return c
 
