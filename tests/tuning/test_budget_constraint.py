@@ -10,6 +10,8 @@ import optuna
 import pytest
 
 from unlearnkit.config import resolve_config
+from unlearnkit.methods.base import get_method, hparam_defaults, list_methods, make_hparams
+from unlearnkit.params import search_space
 from unlearnkit.tuning.objective import (
     BUDGET, BUDGET_FIT, FIT_UNTIL, OVER_BUDGET, SET_CONSTRAINT, Objective, constraints, estimate_cost, trials_with,
 )
@@ -133,3 +135,42 @@ def test_a_fit_is_queued_only_while_few_trials_ran_with_the_draws_options(tmp_pa
     assert fit["optimizer"] == "dualoptim" and 1.0 <= fit["forget_passes"] < 2.0
     assert estimate_cost("salun", fit, [SIZES], recipe) <= 0.675
     assert trials_with(study, {"optimizer": "dualoptim"}) == 1  # the queued fit counts, so skips do not pile up fits
+
+
+@pytest.mark.parametrize("method", [m for m in list_methods() if not get_method(m).exact and search_space(get_method(m).Hparams)])
+def test_every_methods_over_budget_draws_fit_inside_their_ranges_or_get_none(method):
+    """Registry-wide: a fit is a valid point of the space within the budget, never an error."""
+    recipe = resolve_config("cifar10-cpu", []).train
+    sizes = [{"retain": 36000, "forget": 4000, "val": 4000, "whole_classes": 0}]
+    dists = distributions(method, "random")
+    fixed = {k: v for k, v in hparam_defaults(method).items() if k not in dists}
+
+    def cost(values):
+        return estimate_cost(method, {**fixed, **values}, sizes, recipe)
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    draws = [sample(study.ask(), method, dists, fixed) for _ in range(60)]
+    costs = [cost(v) for v in draws]
+    if any(c is None for c in costs) or len(set(costs)) == 1:
+        pytest.skip(f"{method}'s cost does not depend on its searched fields here: no draw is over a budget that one fits")
+    budget = sorted(costs)[len(costs) // 2]  # about half the draws are over it
+    fitted = 0
+    for values, c in zip(draws, costs):
+        if c <= budget:
+            continue
+        fit = nearest_within_budget(dists, values, cost, budget)
+        if fit is None:  # only when no numeric field reaches the budget from either end of its range
+            for k, d in dists.items():
+                if k in values and not isinstance(d, optuna.distributions.CategoricalDistribution):
+                    assert cost({**values, k: d.low}) > budget and cost({**values, k: d.high}) > budget, k
+            continue
+        fitted += 1
+        assert cost(fit) <= budget
+        assert fit.keys() == values.keys() and sum(fit[k] != values[k] for k in values) == 1
+        for k, v in fit.items():
+            assert dists[k]._contains(dists[k].to_internal_repr(v)), (k, v)
+        make_hparams(method, {**fixed, **fit})  # valid as a whole
+    # No fit at all is right only when no numeric field moves the cost (ssd: only its alpha search does).
+    numeric = [k for k, d in dists.items() if not isinstance(d, optuna.distributions.CategoricalDistribution)]
+    moves = any(cost({**v, k: dists[k].low}) != cost({**v, k: dists[k].high}) for v in draws for k in numeric if k in v)
+    assert fitted > 0 or not moves
