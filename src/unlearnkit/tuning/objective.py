@@ -82,9 +82,9 @@ class Objective:
             # ...but its options may fit with less effort: while fewer than FIT_UNTIL trials ran
             # (or wait to run) with this draw's categorical values, run its nearest in-budget point
             # next (`nearest_within_budget`) unless the study holds it. Only that long: a fit after
-            # every skip made most trials budget-edge points (digits: up to 28 of 30), and TPE's own
-            # proposals searched better wherever the best setting lies inside the budget
-            # (benchmarks/budget_fit.py).
+            # every skip made most trials budget-edge points (digits: up to 28 of 30), which searched
+            # no better than TPE's own proposals where the best setting lies inside the budget
+            # (benchmarks/budget_fit.py, docs/benchmarks.md).
             options = {k: v for k, v in values.items() if isinstance(self.dists[k], optuna.distributions.CategoricalDistribution)}
             fit = (nearest_within_budget(self.dists, values, self.cost, self.budget_ree)
                    if trials_with(trial.study, options, exclude=trial.number) < FIT_UNTIL else None)
