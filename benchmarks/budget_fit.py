@@ -28,19 +28,17 @@ import warnings
 
 import optuna
 
+from unlearnkit.config import resolve_config
 from unlearnkit.methods.base import hparam_defaults
-from unlearnkit.tuning.objective import BUDGET, FIT_UNTIL, OVER_BUDGET, estimate_cost, trials_with
-from unlearnkit.tuning.search import make_sampler
-from unlearnkit.tuning.space import default_point, distributions, nearest_within_budget, sample
+from unlearnkit.tuning.objective import BUDGET, FIT_UNTIL, OVER_BUDGET, estimate_cost, queue_budget_fit
+from unlearnkit.tuning.search import ESTIMATE_MARGIN, MAX_BUDGET_SKIPS_PER_TRIAL, make_sampler
+from unlearnkit.tuning.space import default_point, distributions, sample
 
 
-class Recipe:  # cifar10-cpu's: 15 epochs of batch 128 (only these fields enter the cost estimates)
-    epochs = 15
-    batch_size = 128
-
-
-SIZES = [{"forget": 4000, "retain": 36000, "val": 4000, "whole_classes": 0}]  # random:0.1 of 40,000
-BUDGET_REE = 0.05 * Recipe.epochs * 0.9  # --budget 0.05 less the search's 10% estimate margin
+RECIPE = resolve_config("cifar10-cpu", []).train  # only its epochs and batch size enter the cost estimates
+SIZES = [{"forget": 4000, "retain": 36000, "val": 4000, "whole_classes": 0}]  # random:0.1 of cifar10-cpu's 40,000
+BUDGET_REE = 0.05 * RECIPE.epochs * (1 - ESTIMATE_MARGIN)  # --budget 0.05, as the search computes it
+RULES = {"none": 0, "all": math.inf, "few": FIT_UNTIL}  # fit_until of queue_budget_fit
 
 
 def score(landscape: str, best_option: str, values: dict, cost: float) -> float:
@@ -57,13 +55,13 @@ def search(method: str, landscape: str, best_option: str, fit: str, seed: int, t
     fixed = {k: v for k, v in hparam_defaults(method).items() if k not in dists}
 
     def cost(v):
-        return estimate_cost(method, {**fixed, **v}, SIZES, Recipe)
+        return estimate_cost(method, {**fixed, **v}, SIZES, RECIPE)
 
     study = optuna.create_study(direction="minimize", sampler=make_sampler(seed, trials))
     study.enqueue_trial(default_point(method, dists))
     ran = skipped = 0
     best = math.inf
-    while ran < trials and skipped < 10 * trials:  # the search's MAX_BUDGET_SKIPS_PER_TRIAL
+    while ran < trials and skipped < MAX_BUDGET_SKIPS_PER_TRIAL * trials:  # where the search gives up too
         trial = study.ask()
         values = sample(trial, method, dists, fixed)
         c = cost(values)
@@ -72,12 +70,7 @@ def search(method: str, landscape: str, best_option: str, fit: str, seed: int, t
             trial.set_user_attr("reason", BUDGET)
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             skipped += 1
-            options = {k: v for k, v in values.items() if isinstance(dists[k], optuna.distributions.CategoricalDistribution)}
-            point = None
-            if fit == "all" or (fit == "few" and trials_with(study, options) < FIT_UNTIL):
-                point = nearest_within_budget(dists, values, cost, BUDGET_REE)
-            if point is not None:
-                study.enqueue_trial(point, skip_if_exists=True)
+            queue_budget_fit(study, trial.number, dists, values, cost, BUDGET_REE, fit_until=RULES[fit])
             continue
         y = score(landscape, best_option, values, c)
         trial.set_constraint("ra_drop", -1.0)
@@ -106,7 +99,7 @@ def main() -> None:
         for landscape in ("edge", "middle"):
             for best_option in (("dualoptim", "sgd") if has_optimizer else ("—",)):
                 cells = []
-                for fit in ("none", "all", "few"):
+                for fit in RULES:
                     bests = [search(method, landscape, best_option, fit, s, args.trials)[0] for s in range(args.searches)]
                     cells.append(f"{statistics.mean(bests):.3f} / {max(bests):.2f}")
                 print(f"| {method} | {landscape} | {best_option} | {' | '.join(cells)} |", flush=True)

@@ -79,20 +79,10 @@ class Objective:
             trial.set_user_attr(OVER_BUDGET, over)
             if SET_CONSTRAINT:
                 trial.set_constraint(OVER_BUDGET, over)
-            # ...but its options may fit with less effort: while fewer than FIT_UNTIL trials ran
-            # (or wait to run) with this draw's categorical values, run its nearest in-budget point
-            # next (`nearest_within_budget`) unless the study holds it. Only that long: a fit after
-            # every skip made most trials budget-edge points (digits: up to 28 of 30), which searched
-            # no better than TPE's own proposals where the best setting lies inside the budget
-            # (benchmarks/budget_fit.py, docs/benchmarks.md).
-            options = {k: v for k, v in values.items() if isinstance(self.dists[k], optuna.distributions.CategoricalDistribution)}
-            fit = (nearest_within_budget(self.dists, values, self.cost, self.budget_ree)
-                   if trials_with(trial.study, options, exclude=trial.number) < FIT_UNTIL else None)
-            if fit is not None:
-                changed = {k: v for k, v in fit.items() if v != values[k]}
+            # ...but its options may fit with less effort (`queue_budget_fit`).
+            changed = queue_budget_fit(trial.study, trial.number, self.dists, values, self.cost, self.budget_ree)
+            if changed is not None:
                 trial.set_user_attr("fitted_to", changed)
-                trial.study.enqueue_trial(fit, user_attrs={"origin": BUDGET_FIT, "fitted_from": trial.number},
-                                          skip_if_exists=True)
             raise optuna.TrialPruned(f"estimated cost {cost:.3g} REE exceeds the budget of {self.budget_ree:.3g} REE")
         per_set: list[dict[str, Any]] = []
         for i, ref in enumerate(self.references):
@@ -123,6 +113,29 @@ class Objective:
             trial.set_constraint("ra_drop", summary["constraints"][0])
             trial.set_constraint("ta_drop", summary["constraints"][1])
         return summary["avg_gap"]
+
+
+def queue_budget_fit(study, number: int, dists: dict[str, Any], values: dict[str, Any], cost_of, budget_ree: float,
+                     fit_until: float = FIT_UNTIL) -> dict[str, Any] | None:
+    """Queue the nearest in-budget point of over-budget draw #`number` as the study's next trial
+    (the values it changes; None: none queued).
+
+    Only while fewer than `fit_until` trials ran (or wait to run) with the draw's categorical
+    values, and not when the study already holds that point. Only that long: a fit after every skip
+    made most trials budget-edge points (digits: up to 28 of 30), which searched no better than
+    TPE's own proposals where the best setting lies inside the budget (benchmarks/budget_fit.py,
+    which calls this with other `fit_until` values; docs/benchmarks.md).
+    """
+    import optuna  # noqa: PLC0415
+
+    options = {k: v for k, v in values.items() if isinstance(dists[k], optuna.distributions.CategoricalDistribution)}
+    if trials_with(study, options, exclude=number) >= fit_until:
+        return None
+    fit = nearest_within_budget(dists, values, cost_of, budget_ree)
+    if fit is None:
+        return None
+    study.enqueue_trial(fit, user_attrs={"origin": BUDGET_FIT, "fitted_from": number}, skip_if_exists=True)
+    return {k: v for k, v in fit.items() if v != values[k]}
 
 
 def trials_with(study, options: dict[str, Any], exclude: int | None = None) -> int:
