@@ -50,19 +50,39 @@ def test_lookup_matches_preset_recipe_hash_and_kind(entries_dir):
 @pytest.mark.parametrize(("spec", "kind"), [
     ("class:3", "class"), ("class:3,5", "class"), ("class:3:1", "class"), ("class:3:1.0", "class"),
     # A share of a class leaves the rest to retain: retraining still knows the class, so the
-    # forgotten share should look held-out — the random entry, not the class-removing one.
-    ("class:3:0.5", "random"), ("class:3,5:0.1", "random"),
+    # forgotten share should look held-out — its own kind, not the class-removing entry.
+    ("class:3:0.5", "class-share"), ("class:3,5:0.1", "class-share"),
     ("ids:forget.txt", "random"), ("random:128", "random"),
-    ("subclass:maple_tree", "class"), ("subclass:maple_tree:0.5", "random"),
+    ("subclass:maple_tree", "class"), ("subclass:maple_tree:0.5", "class-share"),
 ])
-def test_partial_class_requests_take_the_random_entry(entries_dir, spec, kind):
+def test_each_request_takes_its_kinds_entry(entries_dir, spec, kind):
+    cfg = resolve_config("digits")
+    lrs = {"random": 0.05, "class": 0.3, "class-share": 0.02}
+    for k, lr in lrs.items():
+        defaults.write_entry(_entry(cfg, kind=k, values={"epochs": 1, "lr": lr}))
+    values, source = defaults.resolve("finetune", cfg, spec)
+    assert values.get("lr") == lrs[kind]
+    assert source["entry"].split("/")[1] == kind and "fallback" not in source
+
+
+@pytest.mark.parametrize("spec", ["class:3:0.5", "class:3,5:0.1", "subclass:maple_tree:0.5", "class:3 + class:5:0.5"])
+def test_a_class_share_without_its_own_entry_takes_the_random_entry_and_says_so(entries_dir, spec):
     cfg = resolve_config("digits")
     defaults.write_entry(_entry(cfg, kind="random", values={"epochs": 1, "lr": 0.05}))
     defaults.write_entry(_entry(cfg, kind="class", values={"epochs": 1, "lr": 0.3}))
     values, source = defaults.resolve("finetune", cfg, spec)
-    expected = {"random": 0.05, "class": 0.3}[kind]
-    assert values.get("lr") == expected
-    assert (source["entry"].split("/")[1] if source["kind"] == "tuned" else None) == kind
+    assert values["lr"] == 0.05 and source["entry"].split("/")[1] == "random"
+    assert source["fallback"] == "no class-share entry for finetune on digits: the random entry applies"
+    hp, src = defaults.hparams_for("finetune", cfg, spec)
+    assert hp.lr == 0.05 and src["summary"].endswith("; no class-share entry for finetune on digits: the random entry applies")
+    # The fallback never runs the other way: a random request does not take a class-share entry.
+    defaults.write_entry(_entry(cfg, kind="class-share", values={"epochs": 1, "lr": 0.02}))
+    (entries_dir / "digits.json").write_text(json.dumps({"format": 1, "entries": [
+        e for e in defaults.entries("digits") if e["kind"] != "random"]}))
+    assert defaults.resolve("finetune", cfg, "random:0.1")[0] == {}
+    assert "no tuned entry for finetune on digits / random" in defaults.resolve("finetune", cfg, "ids:x.txt")[1]["reason"]
+    # Neither entry: the reason names both kinds it looked for.
+    assert "/ class-share or random" in defaults.resolve("neggrad", cfg, spec)[1]["reason"]
 
 
 def test_an_entry_the_method_no_longer_accepts_falls_back_and_says_why(entries_dir):
@@ -104,6 +124,14 @@ def test_a_malformed_class_share_is_the_selectors_one_line_error(entries_dir):
 
     with pytest.raises(UnlearnkitError, match=r"forget spec 'class:3:half'.*fraction in \(0, 1\]"):
         defaults.resolve("finetune", resolve_config("digits"), "class:3:half")
+
+
+def test_a_class_share_that_rounds_up_to_the_whole_class_warns_that_it_takes_the_class_share_entry(entries_dir, digits_run,
+                                                                                                   tmp_path):
+    from unlearnkit.methods import forget_run
+
+    with pytest.warns(UserWarning, match=r"class:4:0.999 covers every member of class 4 but takes the class-share-kind"):
+        forget_run(digits_run, "finetune", "class:4:0.999", tmp_path / "w", hparams={"method.epochs": 0.1})
 
 
 def test_an_ids_file_covering_a_whole_class_warns_that_it_takes_the_random_entry(entries_dir, digits_run, tmp_path):
@@ -218,8 +246,9 @@ def test_a_bench_job_refuses_to_run_values_other_than_its_key_holds(entries_dir,
     ("class:3 + class:5", "class"), ("class:3 + random:50", "random"), ("random:0.1 + class:3", "class"),
     ("class:3:0.5 + class:5", "class"), ("random:0.1 + subclass:maple_tree", "class"),
     # subclass: selects fine classes as class: does (the model learns the fine labels), so it
-    # takes the class entry, and a share of a fine class the random one, as class:cat:0.5 does.
-    ("subclass:baby", "class"), ("subclass:baby,boy:0.5", "random"), ("class:3 + subclass:baby:0.5", "random"),
+    # takes the class entry, and a share of a fine class the class-share one, as class:cat:0.5 does.
+    ("subclass:baby", "class"), ("subclass:baby,boy:0.5", "class-share"), ("class:3 + subclass:baby:0.5", "class-share"),
+    ("class:3 + class:5:0.5", "class-share"),
 ])
 def test_a_chain_takes_the_kind_of_its_latest_request(spec, kind):
     from unlearnkit.tuning.scenarios import kind_of

@@ -92,6 +92,7 @@ def test_a_class_margin_is_searched_for_class_requests_only(method):
     # search that sampled it would spend TPE's trials on a dead dimension.
     assert "class_margin" in distributions(method, "class")
     assert "class_margin" not in distributions(method, "random")
+    assert "class_margin" not in distributions(method, "class-share")  # a share keeps its class: no sample's class is gone
     assert "class_margin" in distributions(method)  # no kind: the whole declared space
 
 
@@ -116,3 +117,22 @@ def test_forget_lr_is_sampled_only_in_dualoptim_trials():
         seen.add(point["optimizer"])
         study.tell(trial, 0.0)
     assert seen == {"sgd", "dualoptim"}
+
+
+def test_a_tuned_entry_becomes_a_trial_of_its_tunable_fields_or_none_when_outside_todays_ranges():
+    """`entry_point`: what a search queues to try the entry a run takes today (search.`_shipped_entry_trial`)."""
+    from unlearnkit.tuning.space import entry_point
+
+    dists = distributions("salun", "class-share")
+    defaults = hparam_defaults("salun")
+    # An SGD entry that also recorded a forget_lr: that field is off with SGD, so the trial leaves it out.
+    point = entry_point("salun", dists, {"optimizer": "sgd", "forget_lr": 2e-4, "forget_passes": 1.5, "lr": 0.003})
+    assert point["optimizer"] == "sgd" and point["forget_passes"] == 1.5 and point["lr"] == 0.003
+    assert "forget_lr" not in point
+    assert point["mask_ratio"] == defaults["mask_ratio"]  # not in the entry: its paper default
+    on = entry_point("salun", dists, {"optimizer": "dualoptim", "forget_lr": 2e-4})
+    assert on["forget_lr"] == 2e-4
+    low, high = dists["lr"].low, dists["lr"].high
+    assert entry_point("salun", dists, {"lr": high * 2}) is None and entry_point("salun", dists, {"lr": low / 2}) is None
+    # A field the kind does not search (a class margin on a share of a class) is not part of the trial.
+    assert "class_margin" not in entry_point("loss_match", distributions("loss_match", "class-share"), {"class_margin": 2.0})

@@ -49,6 +49,9 @@ def no_space_method(monkeypatch):
     (["--method", "finetune", "--forget", "poison"], r"unknown scenario kind 'poison'"),
     (["--method", "finetune", "--forget", "ids:x.txt"], r"ids: requests use the random entry"),
     (["--method", "finetune", "--forget", "class:3"], r"tune for the kind, not one class"),
+    (["--method", "finetune", "--forget", "class:0.5"], r"or --forget class-share:0.5 for that share of one class"),
+    (["--method", "finetune", "--forget", "class-share:1"], r"class-share:1: the tuning kind takes the share of one class"),
+    (["--method", "finetune", "--forget", "class-share:cat"], r"in \(0, 1\), e.g. class-share:0.5"),
     (["--method", "finetune", "--forget", "random:2"], r"fraction of the members in \(0, 1\)"),
     (["--method", "finetune", "--seed-start", "2"], r"tuning seeds must be >= 100; seeds 0-99 are evaluation seeds"),
     (["--method", "finetune", "--budget", "0.05"], r"none of .* sampled settings fits the cost budget of 0.135 REE"),
@@ -132,6 +135,31 @@ def test_start_points_run_after_the_paper_defaults_once_per_study(search):
     assert first.rows[1]["param:weight_decay"] == first.rows[0]["param:weight_decay"]
     again = tune(_cfg(), "finetune", "class", root / "ft-start", trials=3, starts=[start], **FAST)
     assert [r["origin"] for r in again.rows].count("--start") == 1, "a rerun of the same command queues its start again"
+
+
+def _random_entry(values: dict) -> dict:
+    rhash = defaults.recipe_hash(_cfg())
+    return {"id": defaults.entry_id("finetune", "digits", "random", rhash), "method": "finetune", "preset": "digits",
+            "kind": "random", "forget": "random:0.1", "recipe_hash": rhash, "values": values, "seeds": [100],
+            "command": "unlearnkit tune --method finetune", "objective": {"avg_gap": 1.0}}
+
+
+def test_a_search_tries_the_entry_its_kind_takes_today_right_after_the_paper_defaults(search, tmp_path, monkeypatch):
+    """A first class-share search has no entry of its own: it tries the random entry that class shares
+    take today (the fallback), so what it exports is never worse on its tuning sets; an entry whose
+    values left today's ranges is not tried."""
+    root, _, _ = search
+    monkeypatch.setattr(defaults, "DEFAULTS_DIR", tmp_path)
+    entry = _random_entry({"epochs": 0.7, "lr": 0.03})
+    defaults.write_entry(entry)
+    res = tune(_cfg(), "finetune", "class-share:0.5", root / "ft-share", trials=2, **FAST)
+    assert res.settings["kind"] == "class-share" and res.settings["forget_sets"] == ["class:0:0.5", "class:1:0.5"]
+    assert [r["origin"] for r in res.rows[:2]] == ["paper defaults", f"tuned entry {entry['id']}"]
+    assert res.rows[1]["param:epochs"] == 0.7 and res.rows[1]["param:lr"] == 0.03
+    assert res.rows[1]["param:weight_decay"] == res.rows[0]["param:weight_decay"]  # left out: its paper default
+    defaults.write_entry(_random_entry({"epochs": 5.0, "lr": 0.03}))  # epochs is searched in [0.2, 2] now
+    res = tune(_cfg(), "finetune", "class-share:0.5", root / "ft-share-old", trials=1, **FAST)
+    assert not any(r["origin"].startswith("tuned entry") for r in res.rows)
 
 
 def test_other_settings_in_the_same_folder_are_refused(search):

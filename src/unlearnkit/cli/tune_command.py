@@ -14,7 +14,8 @@ def _tune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="dataset for presets that need one")
     p.add_argument("--method", required=True, help="the method to tune (see `unlearnkit methods`)")
     p.add_argument("--forget", default="random:0.1", metavar="KIND",
-                   help="scenario kind: random[:FRACTION] (default random:0.1) or class (a different whole class per tuning seed)")
+                   help="scenario kind: random[:FRACTION] (default random:0.1), class (a different whole class per tuning seed) "
+                        "or class-share[:SHARE] (that share of a different class per tuning seed, default 0.5)")
     p.add_argument("--trials", type=int, required=True, help="finished trials to reach (a rerun continues up to this count)")
     p.add_argument("--sets", type=int, default=3, help="tuning forget sets, one seed each (default: 3)")
     p.add_argument("--seed-start", type=int, default=100, help="first tuning seed (>= 100; evaluation uses 0, 1, 2, ...)")

@@ -1,12 +1,13 @@
 """Scenario kinds a search tunes for, the tuning seeds, and the forget set of each tuning seed.
 
 A tuned default is for a KIND of request, not one forget set: `random` (a random share of the
-members) and `class` (one whole class). Each tuning forget set has its own seed — its own
-original model, split and, for `class`, its own class — so the search cannot fit one draw.
-Forget requests of other kinds map onto these for the defaults lookup (`kind_of`): `ids:` files
-are arbitrary member subsets and a class request with a fraction below 1 (`class:cat:0.5`) leaves
-the class to retain, so its forgotten samples should look held-out: both take the `random` entry.
-`subclass:` requests select fine classes as `class:` does and take the same entries.
+members), `class` (one whole class) and `class-share` (a share of one class, `class:cat:0.5`). Each
+tuning forget set has its own seed — its own original model, split and, for the class kinds, its
+own class — so the search cannot fit one draw.
+Forget requests map onto these for the defaults lookup (`kind_of`): `ids:` files are arbitrary
+member subsets and take the `random` entry; `subclass:` requests select fine classes as `class:`
+does and take the same entries. A kind with no entry of its own for a method and preset falls
+back to the entry of a kind whose target is the same (`FALLBACK_KIND`), and says so.
 """
 
 from __future__ import annotations
@@ -41,25 +42,49 @@ def _check_fraction(arg: str) -> None:
         raise UnlearnkitError(f"--forget random:{arg}: the tuning kind takes a fraction of the members in (0, 1), e.g. random:0.1")
 
 
+def _is_share(arg: str) -> bool:
+    try:
+        return 0 < float(arg) < 1
+    except ValueError:
+        return False
+
+
 def _no_arg(arg: str) -> None:
+    hint = f", or --forget class-share:{arg} for that share of one class" if _is_share(arg) else ""
     raise UnlearnkitError(
         f"--forget class:{arg}: tune for the kind, not one class — write --forget class "
-        "(each tuning seed forgets a different whole class)"
+        f"(each tuning seed forgets a different whole class){hint}"
     )
+
+
+def _check_share(arg: str) -> None:
+    if not _is_share(arg):
+        raise UnlearnkitError(
+            f"--forget class-share:{arg}: the tuning kind takes the share of one class to forget, in (0, 1), e.g. class-share:0.5"
+        )
 
 
 KINDS: dict[str, Kind] = {
     "random": Kind("random", "0.1", _check_fraction, lambda arg, seed, classes: f"random:{arg}",
-                   "a random share of the members (ids: files and class requests with a fraction below 1 use this entry too)"),
+                   "a random share of the members (ids: files use this entry too, and class shares where no class-share entry exists)"),
     # Tuning seed s forgets class s mod C: consecutive seeds forget different classes.
     "class": Kind("class", None, _no_arg, lambda arg, seed, classes: f"class:{class_token(classes, seed % len(classes), by='index')}",
                   "one whole class (subclass: requests of whole fine classes use this entry too)"),
+    # Tuning seed s forgets that share of class s mod C; the rest of the class stays in retain.
+    "class-share": Kind("class-share", "0.5", _check_share,
+                        lambda arg, seed, classes: f"class:{class_token(classes, seed % len(classes), by='index')}:{arg}",
+                        "a share of one class, the rest of it kept (class: and subclass: requests with a fraction below 1)"),
 }
+
+# Where a preset has no entry of a request's own kind for a method, the entry of this kind applies.
+# A class share's forgotten samples should score as held-out samples of a class the model still
+# knows — the `random` kind's target (before `class-share` existed, the only entry such requests took).
+FALLBACK_KIND = {"class-share": "random"}
 
 # Forget-spec prefixes whose requests take the defaults of a tuning kind. `subclass:` selects as
 # `class:` does, on the fine labels the model is trained on (data/splits.py `_subclasses`): its
 # retrained reference never predicts the forgotten fine class, so it is a class request (and a share
-# of it, like `class:cat:0.5`, a random one).
+# of it, like `class:cat:0.5`, a class-share one: `kind_of`).
 LOOKUP_KIND = {"random": "random", "ids": "random", "class": "class", "subclass": "class"}
 
 # How `Split.with_forget` joins the requests of a chain (an unlearned run's split records
@@ -84,7 +109,7 @@ def latest_request(forget_spec: str) -> str:
 
 
 def parse_kind(text: str) -> tuple[Kind, str | None]:
-    """`random`, `random:0.1` or `class` -> (kind, its argument); bad kinds are one-line errors."""
+    """`random`, `random:0.1`, `class` or `class-share:0.5` -> (kind, its argument); bad kinds are one-line errors."""
     name, sep, arg = text.strip().partition(":")
     if name == "ids":
         raise UnlearnkitError(
@@ -105,11 +130,12 @@ def kind_of(forget_spec: str | None) -> str | None:
 
     A `class` entry is tuned to remove whole classes (its retrained reference never predicts them);
     `class:cat:0.5` forgets half the cats and keeps the rest, so retraining still recognises cats and
-    the forgotten half should score as held-out cats do: that is the `random` kind's target. Class
-    entries over-forget it (cifar10-cpu `class:cat:0.5`, seed 0, 2026-11-28: UA 71-100 with four of
-    them where retraining has 42; mean gap 13.1 against 9.6 with the random entries; docs/benchmarks.md).
-    Such a set is still not a fair sample: methods forward its batches beside retain batches
-    (`methods.common.class_concentrated`).
+    the forgotten half should score as held-out cats do. Class entries over-forget it (cifar10-cpu
+    `class:cat:0.5`, seed 0, 2026-11-28: UA 71-100 with four of them where retraining has 42; mean
+    gap 13.1 against 9.6 with the random entries; docs/benchmarks.md), so it is its own kind,
+    `class-share`, whose lookup falls back to the `random` entry (`FALLBACK_KIND`). Such a set is
+    not a fair sample of the members: methods forward its batches beside retain batches
+    (`methods.common.class_concentrated`), and a random entry tuned on fair samples fits it badly.
 
     A chain (`Split.forget_spec` of an unlearned run, "class:3 + random:50") takes the kind of its
     latest request (`latest_request`): read whole, the text after its last ':' was parsed as a
@@ -123,8 +149,16 @@ def kind_of(forget_spec: str | None) -> str | None:
     if kind == "class":  # class: and subclass: alike
         _, share = class_fraction(arg, request)  # the selector's own parsing (and its error for a bad share)
         if share is not None and share < 1:
-            return "random"
+            return "class-share"
     return kind
+
+
+def lookup_kinds(kind: str) -> list[str]:
+    """The kinds whose entries a request of `kind` takes, in order: its own, then its fallbacks."""
+    out = [kind]
+    while out[-1] in FALLBACK_KIND and FALLBACK_KIND[out[-1]] not in out:
+        out.append(FALLBACK_KIND[out[-1]])
+    return out
 
 
 def tuning_seeds(first: int, count: int) -> list[int]:

@@ -33,7 +33,7 @@ from unlearnkit.tuning.objective import (BUDGET, BUDGET_FIT, SET_CONSTRAINT, Obj
                                          trial_eval)
 from unlearnkit.tuning.references import Reference, build_references, execute, tuning_plan
 from unlearnkit.tuning.scenarios import parse_kind, tuning_seeds
-from unlearnkit.tuning.space import conditions, default_point, distributions, filled_start, probe_budget, start_point
+from unlearnkit.tuning.space import conditions, default_point, distributions, entry_point, filled_start, probe_budget, start_point
 
 STUDY = "study.db"
 STUDY_NAME = "tune"
@@ -82,7 +82,7 @@ def tune(
     trial_retain: int | str | None = 0,
     starts: list[dict[str, Any]] | None = None,
 ) -> TuneResult:
-    """Search `method`'s hyperparameters for the scenario kind `forget` (random[:FRACTION] or class).
+    """Search `method`'s hyperparameters for the scenario kind `forget` (random[:FRACTION], class or class-share[:SHARE]).
 
     `trial_retain`: each trial's audit computes RA on a seeded random subset of this many retain
     samples (0 / "auto": MIA-efficacy's member count, |test|; None / -1 / "all": full audits); the
@@ -157,6 +157,9 @@ def tune(
         study.set_user_attr("settings", settings)
         study.set_user_attr("budget_probe", probe)
         study.enqueue_trial(default_point(method, dists), user_attrs={"origin": "paper defaults"})
+        shipped = _shipped_entry_trial(method, cfg, specs[0], dists, defaults_dir)
+        if shipped is not None and shipped[1] != default_point(method, dists):
+            study.enqueue_trial(shipped[1], user_attrs={"origin": SHIPPED, "entry": shipped[0]})
     elif _identity(stored) != _identity(settings):
         diff = next(k for k in _identity(settings) if _identity(stored).get(k) != _identity(settings)[k])
         raise UnlearnkitError(
@@ -236,6 +239,19 @@ def _search(cfg, bundle, method, out, db, store, settings, seeds, specs, sizes, 
     return result
 
 
+def _shipped_entry_trial(method: str, cfg: RunConfig, spec: str, dists: dict[str, Any],
+                         defaults_dir: Path | None) -> tuple[str, dict[str, Any]] | None:
+    """(entry id, trial) of the tuned entry a run of this recipe and kind takes today — the kind's
+    own or its fallback's (a class share takes the random entry) — or None. A search tries it right
+    after the paper defaults, so what it exports is never worse on its tuning sets than what users
+    already get (a first class-share search starts from the random entry it replaces)."""
+    values, source = tuned.resolve(method, cfg, spec, defaults_dir)
+    if source["kind"] != "tuned":
+        return None
+    trial = entry_point(method, dists, values)
+    return None if trial is None else (source["entry"], trial)
+
+
 def _enqueue_starts(study, points: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
     """Queue each --start point (the given values, the rest at their paper defaults: `filled_start`)
     unless the study already holds it (a rerun of the same command): a study remembers the values given."""
@@ -292,6 +308,7 @@ def _open_study(db: Path, seed: int, trials: int, heartbeat: int, worker: int = 
 
 
 START = "--start"  # origin of a trial queued by --start
+SHIPPED = "tuned entry"  # origin of the trial that tries the entry runs take today (`_shipped_entry_trial`)
 
 # Not the budget: a resumed search may lower it (see `tune`).
 _IDENTITY = ("method", "preset", "recipe_hash", "kind", "forget", "seeds", "margin", "search_space")
@@ -442,6 +459,8 @@ def _run_ray(args: list[tuple], threads: int, address: str | None, tick) -> None
 
 def _origin(attrs: dict[str, Any]) -> str:
     origin = attrs.get("origin", "TPE")
+    if origin == SHIPPED and "entry" in attrs:
+        return f"{origin} {attrs['entry']}"
     return f"{origin} of #{attrs['fitted_from']}" if origin == BUDGET_FIT and "fitted_from" in attrs else origin
 
 

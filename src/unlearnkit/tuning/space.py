@@ -96,6 +96,20 @@ def filled_start(method: str, dists: dict[str, Any], point: dict[str, Any]) -> d
     return {k: merged[k] for k, d in dists.items() if k not in inactive and (k in point or _contains(d, merged[k]))}
 
 
+def entry_point(method: str, dists: dict[str, Any], values: dict[str, Any]) -> dict[str, Any] | None:
+    """The trial that tries a tuned entry's `values` in a search: its tunable fields (those its own
+    settings switch on), the rest at their paper defaults; None when a value lies outside today's
+    range (the space changed since the entry was made: the sampler covers the space instead)."""
+    from unlearnkit.methods.base import hparam_defaults  # noqa: PLC0415
+
+    merged = {**hparam_defaults(method), **values}
+    inactive = {k for k, (ctrl, want) in conditions(method).items() if merged[ctrl] != want}
+    point = {k: v for k, v in values.items() if k in dists and k not in inactive}
+    if not all(_contains(dists[k], v) for k, v in point.items()):
+        return None
+    return filled_start(method, dists, point)
+
+
 def _contains(dist, value) -> bool:
     try:
         return bool(dist._contains(dist.to_internal_repr(value)))

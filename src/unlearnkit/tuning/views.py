@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from unlearnkit.tables import console
 from unlearnkit.tuning.defaults import all_entries
+from unlearnkit.tuning.scenarios import FALLBACK_KIND
 
 
 def print_tuned_defaults(method: str) -> None:
@@ -19,3 +20,9 @@ def print_tuned_defaults(method: str) -> None:
         gap = (e.get("objective") or {}).get("avg_gap")
         console.print(f"  {e['id']}: {values}; avg gap {gap} on tuning seeds {', '.join(map(str, e['seeds']))}; "
                       f"made by: {e['command']}", soft_wrap=True, markup=False, highlight=False)
+    # Kinds served by another kind's entry: say so, rather than let "no entry" read as paper defaults.
+    for kind, fallback in FALLBACK_KIND.items():
+        for e in found:
+            if e["kind"] == fallback and not any(o["kind"] == kind and o["preset"] == e["preset"] for o in found):
+                console.print(f"  {e['preset']}/{kind}: no entry of its own; {kind} requests take {e['id']}",
+                              soft_wrap=True, markup=False, highlight=False)

@@ -18,7 +18,7 @@ from typing import Any
 
 from unlearnkit.config import drop_late_fields
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.tuning.scenarios import kind_of
+from unlearnkit.tuning.scenarios import kind_of, lookup_kinds
 
 DEFAULTS_DIR = Path(__file__).resolve().parent
 FORMAT = 1
@@ -106,11 +106,14 @@ def resolve(method: str, config: Any, forget_spec: str | None, directory: Path |
     if kind is None:
         return {}, {"kind": "paper", "reason": f"forget request {forget_spec!r} has no tuning kind"}
     rhash = recipe_hash(config)
-    entry = find(method, preset, kind, rhash, directory)
+    # The request's own kind first, then its fallbacks (a class share takes the random entry where
+    # it has none of its own); the source says when a fallback applied.
+    tried = lookup_kinds(kind)
+    entry = next((e for k in tried if (e := find(method, preset, k, rhash, directory)) is not None), None)
     if entry is None:
-        others = [e for e in entries(preset, directory) if e["method"] == method and e["kind"] == kind]
+        others = [e for e in entries(preset, directory) if e["method"] == method and e["kind"] in tried]
         why = (f"tuned entry {others[0]['id']} was made for another {preset} recipe (hash {others[0]['recipe_hash']}, "
-               f"this run's is {rhash})") if others else f"no tuned entry for {method} on {preset} / {kind}"
+               f"this run's is {rhash})") if others else f"no tuned entry for {method} on {preset} / {' or '.join(tried)}"
         return {}, {"kind": "paper", "reason": why}
     from unlearnkit.methods.base import make_hparams  # noqa: PLC0415
 
@@ -118,8 +121,11 @@ def resolve(method: str, config: Any, forget_spec: str | None, directory: Path |
         make_hparams(method, entry["values"])
     except UnlearnkitError as exc:  # the method's hyperparameters changed since the entry was made
         return {}, {"kind": "paper", "reason": f"tuned entry {entry['id']} no longer fits {method}: {exc}"}
-    return dict(entry["values"]), {"kind": "tuned", "entry": entry["id"], "command": entry["command"],
-                                   "seeds": entry["seeds"], "recipe_hash": rhash, "budget": entry.get("budget")}
+    source = {"kind": "tuned", "entry": entry["id"], "command": entry["command"],
+              "seeds": entry["seeds"], "recipe_hash": rhash, "budget": entry.get("budget")}
+    if entry["kind"] != kind:
+        source["fallback"] = f"no {kind} entry for {method} on {preset}: the {entry['kind']} entry applies"
+    return dict(entry["values"]), source
 
 
 def hparams_for(method: str, config: Any, forget_spec: str | None, overrides: dict[str, Any] | None = None):
@@ -134,6 +140,8 @@ def hparams_for(method: str, config: Any, forget_spec: str | None, overrides: di
               for name in hparam_defaults(method)}
     base = (f"tuned entry {source['entry']} ({source['command']})" if source["kind"] == "tuned"
             else f"paper defaults ({source['reason']})")
+    if "fallback" in source:
+        base += f"; {source['fallback']}"
     user = sorted(k for k, v in fields.items() if v == "set")
     summary = base + (f"; --set {', '.join(user)}" if user else "")
     return hp, {**source, "fields": fields, "summary": summary}
