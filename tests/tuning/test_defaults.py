@@ -204,6 +204,11 @@ def test_methods_command_shows_the_tuned_defaults(entries_dir, capsys):
     defaults.write_entry(_entry(resolve_config("digits")))
     code, out, _ = run_cli(capsys, "methods", "finetune")
     assert code == 0 and "tuned defaults for finetune" in out and "100, 101, 102" in out
+    # A kind served by another kind's entry says which, so "no entry" does not read as paper defaults.
+    assert "digits/class-share: no entry of its own; class-share requests take digits/random/finetune@" in out
+    defaults.write_entry(_entry(resolve_config("digits"), kind="class-share"))
+    code, out, _ = run_cli(capsys, "methods", "finetune")
+    assert "digits/class-share/finetune@" in out and "no entry of its own" not in out
 
 
 def test_shipped_entries_are_valid_and_honest():
