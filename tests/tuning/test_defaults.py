@@ -130,7 +130,8 @@ def test_a_class_share_that_rounds_up_to_the_whole_class_warns_that_it_takes_the
                                                                                                    tmp_path):
     from unlearnkit.methods import forget_run
 
-    with pytest.warns(UserWarning, match=r"class:4:0.999 covers every member of class 4 but takes the class-share-kind"):
+    with pytest.warns(UserWarning, match=r"class:4:0.999 covers every member of class 4 but takes the class-share-kind "
+                                          r"hyperparameters \(tuned for a share of one class"):
         forget_run(digits_run, "finetune", "class:4:0.999", tmp_path / "w", hparams={"method.epochs": 0.1})
 
 

@@ -298,3 +298,13 @@ def test_the_recorded_command_names_the_store_a_rerun_needs():
     words = shlex.split(_command_line(args))
     assert words[words.index("--store") + 1] == "/runs/tune-store" and words[-1] == "--export"
     assert "--store" not in shlex.split(_command_line(argparse.Namespace(**{**vars(args), "store": None})))
+
+
+def test_the_class_share_kind_defaults_to_half_a_class_and_draws_a_different_class_per_tuning_seed():
+    from unlearnkit.tuning.scenarios import parse_kind
+
+    kind, arg = parse_kind("class-share")
+    assert (kind.name, arg) == ("class-share", "0.5")
+    classes = tuple("abcdefghij")
+    assert [kind.spec(arg, s, classes) for s in (100, 101, 109, 110)] == ["class:0:0.5", "class:1:0.5", "class:9:0.5", "class:0:0.5"]
+    assert parse_kind("class-share:0.25")[1] == "0.25"

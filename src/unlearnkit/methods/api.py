@@ -31,6 +31,9 @@ from unlearnkit.training.runtime import Runtime
 from unlearnkit.tuning import defaults as tuning_defaults
 
 
+_TUNED_FOR = {"random": "a share of the members", "class-share": "a share of one class, the rest of it kept"}
+
+
 def _warn_if_whole_classes_take_random(parent_split: Split, split: Split, forget: str) -> None:
     """An `ids:` file (or a share of a small class that rounds up to all of it) can cover every member
     of a class: the methods then treat it as a class request (`whole_classes`), but its defaults
@@ -38,14 +41,14 @@ def _warn_if_whole_classes_take_random(parent_split: Split, split: Split, forget
     union minus the parent's forget set, no second read of an ids file): in a chain, a class an
     earlier request removed is not this request's doing."""
     kind = tuning_defaults.kind_of(forget)
-    if kind not in ("random", "class-share"):
+    if kind not in _TUNED_FOR:
         return
     added = dataclasses.replace(split, forget_idx=np.setdiff1d(split.forget_idx, parent_split.forget_idx))
     gone = [class_token(split.classes, c, by="name") for c in whole_classes(added, split.num_classes)]
     if gone:
         warnings.warn(
             f"--forget {forget} covers every member of class {', '.join(gone)} but takes the {kind}-kind "
-            f"hyperparameters (tuned for a share of the members); use --forget class:{','.join(gone)} for the class-tuned ones",
+            f"hyperparameters (tuned for {_TUNED_FOR[kind]}); use --forget class:{','.join(gone)} for the class-tuned ones",
             stacklevel=3,
         )
 
