@@ -23,6 +23,7 @@ def print_tuned_defaults(method: str) -> None:
     # Kinds served by another kind's entry: say so, rather than let "no entry" read as paper defaults.
     for kind, fallback in FALLBACK_KIND.items():
         for e in found:
-            if e["kind"] == fallback and not any(o["kind"] == kind and o["preset"] == e["preset"] for o in found):
+            if e["kind"] == fallback and not any(o["kind"] == kind and (o["preset"], o["recipe_hash"]) == (e["preset"], e["recipe_hash"])
+                                                 for o in found):
                 console.print(f"  {e['preset']}/{kind}: no entry of its own; {kind} requests take {e['id']}",
                               soft_wrap=True, markup=False, highlight=False)
