@@ -50,7 +50,7 @@ def default_point(method: str, dists: dict[str, Any]) -> dict[str, Any]:
     from unlearnkit.methods.base import hparam_defaults  # noqa: PLC0415
 
     defaults = hparam_defaults(method)
-    inactive = {k for k, (ctrl, want) in conditions(method).items() if defaults[ctrl] != want}
+    inactive = _switched_off(method, defaults)
     return {k: defaults[k] for k, d in dists.items() if k not in inactive and _contains(d, defaults[k])}
 
 
@@ -92,7 +92,7 @@ def filled_start(method: str, dists: dict[str, Any], point: dict[str, Any]) -> d
     from unlearnkit.methods.base import hparam_defaults  # noqa: PLC0415
 
     merged = {**hparam_defaults(method), **point}
-    inactive = {k for k, (ctrl, want) in conditions(method).items() if merged[ctrl] != want}
+    inactive = _switched_off(method, merged)
     return {k: merged[k] for k, d in dists.items() if k not in inactive and (k in point or _contains(d, merged[k]))}
 
 
@@ -103,11 +103,16 @@ def entry_point(method: str, dists: dict[str, Any], values: dict[str, Any]) -> d
     from unlearnkit.methods.base import hparam_defaults  # noqa: PLC0415
 
     merged = {**hparam_defaults(method), **values}
-    inactive = {k for k, (ctrl, want) in conditions(method).items() if merged[ctrl] != want}
+    inactive = _switched_off(method, merged)
     point = {k: v for k, v in values.items() if k in dists and k not in inactive}
     if not all(_contains(dists[k], v) for k, v in point.items()):
         return None
     return filled_start(method, dists, point)
+
+
+def _switched_off(method: str, values: dict[str, Any]) -> set[str]:
+    """Fields whose `search_if` condition `values` (a full setting) does not meet: not sampled, not queued."""
+    return {k for k, (ctrl, want) in conditions(method).items() if values[ctrl] != want}
 
 
 def _contains(dist, value) -> bool:
