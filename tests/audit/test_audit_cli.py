@@ -174,11 +174,20 @@ def test_reference_must_be_an_exact_retrain_of_the_same_original_and_forget_set(
     code, _, err = run_cli(capsys, "audit", runs.ft, "--reference", unrecorded)
     assert_one_line_error(code, err, "no-exact is not an exact retrain \\(run.json exact: None")
 
-    other_parent = copy_run(runs.rt, tmp_path / "other-parent")
-    edit_json(other_parent / "run.json", lambda d: d.update(parent=str(tmp_path / "another-original")))
+    other_parent = copy_run(runs.rt, tmp_path / "other-parent")  # another original: another path and model
+    edit_json(other_parent / "run.json", lambda d: d.update(parent=str(tmp_path / "another-original"),
+                                                            parent_model_sha256="0" * 64))
     code, _, err = run_cli(capsys, "audit", runs.ft, "--reference", other_parent)
     assert_one_line_error(code, err, "other-parent was retrained from another original \\(run.json parent: .*another-original\\)")
     assert_nothing_written(runs.ft)
+
+    # The same original moved: a bench store copied to another folder or machine records the old
+    # paths, and the model hashes say the runs still belong together.
+    moved = copy_run(runs.rt, tmp_path / "moved-store-retrain")
+    edit_json(moved / "run.json", lambda d: d.update(parent=str(tmp_path / "old-folder" / "original")))
+    code, _, err = run_cli(capsys, "audit", copy_run(runs.ft, tmp_path / "moved-target"), "--reference", moved,
+                           "--no-plots", "--no-original")
+    assert code == 0, err
 
     target, same = copy_run(runs.ft, tmp_path / "target"), copy_run(runs.rt, tmp_path / "retrain-copy")
     code, out, err = run_cli(capsys, "audit", target, "--reference", same, "--no-plots", "--no-original")  # accepted

@@ -94,6 +94,7 @@ class SFRon(Method):
     summary = "Masked adaptive ascent on forget interleaved with retain fine-tuning (SFR-on)."
     paper = "Huang et al., NeurIPS 2024 (SFR-on, Unified Gradient-Based MU with Remain Geometry Enhancement)"
     Hparams = SFRonHparams
+    revision = 1  # 1: a forget set smaller than one batch pushes with a full batch's share (`run`)
 
     def cost(self, hp: SFRonHparams, sizes, recipe) -> float:
         bs = hp.batch_size or recipe.batch_size
@@ -123,7 +124,13 @@ class SFRon(Method):
             logits = model(b.x)
             if kind == "forget":
                 ce = adaptive_ascent(logits, b.y, hp.adaptive_lambda)
-                return SplitLoss(forget=-alpha_t * ce), {"forget_ce": ce.detach()}
+                # A forget set smaller than one batch is one batch of its own size n, and the weighted
+                # mean would push each of its samples bs/n times harder than a full batch does (digits,
+                # `random:5` at the paper defaults: up to 2.2 test points lost, one of five samples
+                # misclassified where retraining keeps all). Scaled to a full batch's share, as
+                # `full_batch_mean` does for gan and loss_match; exactly 1 on full batches.
+                push = ce * (len(b.y) / cfg.batch_size)
+                return SplitLoss(forget=-alpha_t * push), {"forget_ce": ce.detach()}
             return SplitLoss(retain=F.cross_entropy(logits, b.y)), {"correct": (logits.argmax(1) == b.y).sum(),
                                                                     "n": len(b.y)}
 

@@ -86,21 +86,26 @@ def _check_reference(run, info: dict, target) -> None:
         )
     # A chained run's immediate parent is unlearned; its exact reference retrains the lineage's root.
     mine = target.info.get("original") or target.info.get("parent")
-    if not (_same_path(info.get("parent"), mine) or info.get("parent") == mine):
+    key = "original_model_sha256" if target.info.get("original") else "parent_model_sha256"
+    theirs, want = info.get("parent_model_sha256"), target.info.get(key)
+    # The recorded model hashes decide where both runs have them: a store copied or moved to another
+    # folder (another machine of a cluster, a laptop) records the old paths, and its runs still share
+    # one original; and the same path is not the same original when one was retrained in place between
+    # the two runs. Runs recorded before the hashes existed keep the path check.
+    same_path = _same_path(info.get("parent"), mine) or info.get("parent") == mine
+    hashed = bool(theirs and want)
+    if hashed and theirs == want or not hashed and same_path:
+        return
+    if not same_path:
         raise UnlearnkitError(
             f"reference run {run.path} was retrained from another original (run.json parent: {info.get('parent')}) than "
             f"run {target.dir.path} (parent: {mine}); {fix}"
         )
-    # The same path is not the same original: one retrained in place between the two runs leaves the
-    # path equal and the model different. Runs recorded before the hashes existed keep the path check.
-    key = "original_model_sha256" if target.info.get("original") else "parent_model_sha256"
-    theirs, want = info.get("parent_model_sha256"), target.info.get(key)
-    if theirs and want and theirs != want:
-        raise UnlearnkitError(
-            f"reference run {run.path} was retrained from another model than run {target.dir.path}'s original "
-            f"(run.json parent_model_sha256 {theirs[:12]}… there, {key} {want[:12]}… here: {mine} was retrained or "
-            f"replaced in between); retrain the reference from this run's original: {fix}"
-        )
+    raise UnlearnkitError(
+        f"reference run {run.path} was retrained from another model than run {target.dir.path}'s original "
+        f"(run.json parent_model_sha256 {theirs[:12]}… there, {key} {want[:12]}… here: {mine} was retrained or "
+        f"replaced in between); retrain the reference from this run's original: {fix}"
+    )
 
 
 def _check_original(lr, target) -> str | None:
