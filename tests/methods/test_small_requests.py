@@ -136,16 +136,20 @@ def test_ssd_alpha_search_keeps_test_accuracy_over_small_requests(digits, count)
     assert max(drops) <= 1.0, drops
 
 
-def _record_forget_terms(monkeypatch, module) -> list[tuple[int, float]]:
-    """(forget batch size, forget part of the loss) for every step of `module`'s training loop."""
-    steps: list[tuple[int, float]] = []
+def _record_forget_terms(monkeypatch, module, describe=lambda item: len(item[0].y)) -> list[tuple]:
+    """(describe(step item), forget part of the loss) for every step of `module`'s training loop whose
+    loss has a forget part; by default the item is a (forget batch, retain batch) pair and its
+    description the forget batch's size."""
+    steps: list[tuple] = []
     real_run_epoch = module.run_epoch
 
     def run_epoch(model, trainer, stream, loss_fn, *args, **kwargs):
-        def recorded(model, pair):
-            loss, stats = loss_fn(model, pair)
-            steps.append((len(pair[0].y), float(torch.as_tensor(loss.forget).detach())))
-            return loss, stats
+        def recorded(model, item):
+            out = loss_fn(model, item)
+            loss = out[0] if isinstance(out, tuple) else out
+            if loss.forget is not None:
+                steps.append((describe(item), float(torch.as_tensor(loss.forget).detach())))
+            return out
         return real_run_epoch(model, trainer, stream, recorded, *args, **kwargs)
 
     monkeypatch.setattr(module, "run_epoch", run_epoch)
@@ -216,19 +220,8 @@ def test_sfron_pushes_each_forget_sample_as_hard_in_a_small_batch_as_in_a_full_o
         ces.append((len(labels), float(out.detach())))
         return out
 
-    terms: list[tuple[float, float]] = []  # (alpha_t, forget part of the loss) of every forget step
-    real_run_epoch = sfron_module.run_epoch
-
-    def run_epoch(model, trainer, stream, loss_fn, *args, **kwargs):
-        def recorded(model, item):
-            loss, stats = loss_fn(model, item)
-            if item[0] == "forget":
-                terms.append((item[2], float(loss.forget.detach())))
-            return loss, stats
-        return real_run_epoch(model, trainer, stream, recorded, *args, **kwargs)
-
     monkeypatch.setattr(sfron_module, "adaptive_ascent", ascent)
-    monkeypatch.setattr(sfron_module, "run_epoch", run_epoch)
+    terms = _record_forget_terms(monkeypatch, sfron_module, lambda item: item[2])  # (alpha_t, forget part) of each forget step
     run, _ = digits
     _run(digits, f"random:{count}", "sfron")
     bs = run.config.train.batch_size
@@ -263,26 +256,14 @@ def test_scrub_pushes_each_forget_sample_as_hard_in_a_small_batch_as_in_a_full_o
             kls.append(out.detach().clamp(max=scrub_module.ScrubHparams().kl_cap or float("inf")))
         return out
 
-    terms: list[float] = []
-    real_run_epoch = scrub_module.run_epoch
-
-    def run_epoch(model, trainer, stream, loss_fn, *args, **kwargs):
-        def recorded(model, batch):
-            out = loss_fn(model, batch)
-            loss = out[0] if isinstance(out, tuple) else out
-            if loss.forget is not None:
-                terms.append(float(loss.forget.detach()))
-            return out
-        return real_run_epoch(model, trainer, stream, recorded, *args, **kwargs)
-
     monkeypatch.setattr(scrub_module, "distill_kl", kl)
-    monkeypatch.setattr(scrub_module, "run_epoch", run_epoch)
+    terms = _record_forget_terms(monkeypatch, scrub_module, lambda batch: len(batch.y))
     run, _ = digits
     _run(digits, f"random:{count}", "scrub")
     bs = run.config.train.batch_size
     assert terms and len(terms) == len(kls), (len(terms), len(kls))
-    for f, k in zip(terms, kls):
-        assert len(k) == min(count, bs)
+    for (n, f), k in zip(terms, kls):
+        assert n == len(k) == min(count, bs)
         assert f == pytest.approx(-float(k.mean()) * len(k) / bs, rel=1e-5, abs=1e-8), (len(k), f)
 
 
