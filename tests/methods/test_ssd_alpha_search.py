@@ -7,6 +7,7 @@ model on both. The search picks alpha per request from the forget accuracy it re
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -15,8 +16,11 @@ from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods import make_hparams, unlearn
 from unlearnkit.methods.base import MethodContext
 from unlearnkit.methods import ssd
-from unlearnkit.methods.ssd import Dampener, SSDHparams, forget_accuracy_target, search_alpha
+from unlearnkit.methods.ssd import Dampener, SSDHparams, class_weighted_val, forget_accuracy_target, search_alpha
+from unlearnkit.training.data import TensorSet
+from unlearnkit.training.loop import predict_logits
 from unlearnkit.training.pipeline import evaluate_parts, load_run
+from unlearnkit.training.runtime import Runtime
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +114,45 @@ def test_target_is_zero_for_a_class_and_held_out_accuracy_for_a_random_request(d
     val = evaluate_parts(model, (ctx.split, run.normalizer, run.runtime), ("val",))["val_acc"] / 100
     target = forget_accuracy_target(ctx, ctx.data("forget"), 64, 10**6)  # the whole val set
     assert target == pytest.approx(val, abs=1e-4)  # evaluate_parts rounds
+
+
+@pytest.mark.parametrize("spec, cls", [("class:7:0.3", 7), ("class:3:0.5", 3)])
+def test_target_of_a_class_share_is_the_held_out_accuracy_of_that_class(digits, spec, cls):
+    # A model that never saw these samples scores on them as on held-out samples of *their* class.
+    # With the overall val accuracy (digits 96.5%) the search dampened class 7's share, which a
+    # model without it gets 100% right, and on cifar10-cpu half of the cats (55% right without
+    # them) already met it: alpha stayed at its ceiling and the original came back unchanged.
+    run, model = digits
+    ctx = _ctx(run, model, spec)
+    labels = ctx.data("val").labels.cpu()
+    logits = predict_logits(model, ctx.data("val"), run.normalizer, run.runtime, 64)
+    of_class = labels == cls
+    want = (logits.argmax(1).cpu()[of_class] == cls).float().mean().item()
+    overall = (logits.argmax(1).cpu() == labels).float().mean().item()
+    assert abs(want - overall) > 0.01, (want, overall)  # the check can tell the two apart
+    assert forget_accuracy_target(ctx, ctx.data("forget"), 64, 10**6) == pytest.approx(want, abs=1e-6)
+
+
+def test_class_weighted_val_follows_the_forget_sets_class_mix():
+    ids = np.arange(300)
+    images = np.stack([ids // 256, ids % 256], axis=-1).astype(np.uint8).reshape(300, 1, 1, 2)  # each sample's id
+    val = TensorSet.from_numpy(images, np.repeat(np.arange(3), 100), Runtime.from_config())
+
+    def picked(sub):
+        x = sub.images.cpu().reshape(len(sub), 2).long()
+        return set((x[:, 0] * 256 + x[:, 1]).tolist())
+
+    forget = torch.tensor([0] * 30 + [2] * 10)  # 3:1 between classes 0 and 2, none of class 1
+    sub = class_weighted_val(val, forget, 40, seed=0)
+    assert torch.bincount(sub.labels.cpu(), minlength=3).tolist() == [30, 0, 10] and len(picked(sub)) == 40
+    assert picked(class_weighted_val(val, forget, 40, seed=0)) == picked(sub)  # seeded: the same draw again
+    assert picked(class_weighted_val(val, forget, 40, seed=1)) != picked(sub)
+    sub = class_weighted_val(val, forget, 400, seed=0)  # capped at what each class has
+    assert torch.bincount(sub.labels.cpu(), minlength=3).tolist() == [100, 0, 100]
+    small = class_weighted_val(val, torch.tensor([1] * 15 + [0]), 4, seed=0)  # every forget class gets one at least
+    assert torch.bincount(small.labels.cpu(), minlength=3).tolist() == [1, 4, 0]
+    missing = class_weighted_val(val, torch.tensor([5, 5, 0]), 30, seed=0)  # class 5 has no held-out sample
+    assert set(missing.labels.cpu().tolist()) == {0}
 
 
 def test_floor_at_or_above_the_ceiling_is_refused_in_one_line():
