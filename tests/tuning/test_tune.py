@@ -168,6 +168,18 @@ def test_other_settings_in_the_same_folder_are_refused(search):
         tune(_cfg(), "finetune", "class", root / "ft", trials=4, margin=5.0, **FAST)
 
 
+def test_a_study_of_an_older_method_revision_is_not_resumed(search, monkeypatch):
+    # A code change that alters a method's results raises its revision (sfron, scrub and ssd on
+    # 2026-11-29): the study's trials scored the older code, so mixing new trials into it would
+    # let TPE and the best-trial pick compare two algorithms. Checked before anything runs.
+    from unlearnkit.methods import get_method
+
+    root, _, _ = search
+    monkeypatch.setattr(get_method("finetune"), "revision", get_method("finetune").revision + 1)
+    with pytest.raises(UnlearnkitError, match=r"holds a search with other settings \(method_revision: None, now 1\)"):
+        tune(_cfg(), "finetune", "class", root / "ft", trials=4, **FAST)
+
+
 def test_an_interrupted_trial_does_not_corrupt_the_study(search, monkeypatch):
     """Ctrl-C in the middle of a trial: that trial is marked failed; the rerun continues the search."""
     import unlearnkit.methods as methods

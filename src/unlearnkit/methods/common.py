@@ -170,12 +170,17 @@ def class_concentrated(split: Split, num_classes: int) -> bool:
     return (1 + at_least) / (1 + CONCENTRATION_DRAWS) < CONCENTRATION_P
 
 
+def full_batch_share(n: int, batch_size: int) -> float:
+    """The factor that makes a forget term averaged over a batch of n samples push each of them as
+    hard as in a full batch: a forget set smaller than one batch is one batch of its own size n,
+    and a plain mean over it would push each sample bs/n times harder. Exactly 1 on full batches
+    (results there are bit for bit a plain mean's)."""
+    return n / batch_size
+
+
 def full_batch_mean(values: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Mean of per-sample forget terms as if the batch were full: a forget set smaller than one batch
-    is one batch of its own size n, and a plain mean would push each of its samples bs/n times harder
-    than a full batch does. The factor is exactly 1 on full batches (results there are bit for bit
-    a plain mean's)."""
-    return values.mean() * (len(values) / batch_size)
+    """Mean of per-sample forget terms as if the batch were full (`full_batch_share`)."""
+    return values.mean() * full_batch_share(len(values), batch_size)
 
 
 def request_sizes(split: Split) -> dict[str, int]:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from unlearnkit.methods.base import Method, MethodContext, register_method
-from unlearnkit.methods.common import endless_batches, method_recipe, pass_samples, pass_steps, random_subset
+from unlearnkit.methods.common import endless_batches, full_batch_share, method_recipe, pass_samples, pass_steps, random_subset
 from unlearnkit.methods.dualoptim import OptimizerParams, SplitLoss, make_trainer
 from unlearnkit.methods.ssd import fisher_diagonal
 from unlearnkit.params import param
@@ -124,12 +124,10 @@ class SFRon(Method):
             logits = model(b.x)
             if kind == "forget":
                 ce = adaptive_ascent(logits, b.y, hp.adaptive_lambda)
-                # A forget set smaller than one batch is one batch of its own size n, and the weighted
-                # mean would push each of its samples bs/n times harder than a full batch does (digits,
-                # `random:5` at the paper defaults: up to 2.2 test points lost, one of five samples
-                # misclassified where retraining keeps all). Scaled to a full batch's share, as
-                # `full_batch_mean` does for gan and loss_match; exactly 1 on full batches.
-                push = ce * (len(b.y) / cfg.batch_size)
+                # The weighted mean over a forget set smaller than one batch pushed each sample bs/n
+                # times harder than a full batch (digits, `random:5` at the paper defaults: up to 2.2
+                # test points lost, one of five samples misclassified where retraining keeps all).
+                push = ce * full_batch_share(len(b.y), cfg.batch_size)
                 return SplitLoss(forget=-alpha_t * push), {"forget_ce": ce.detach()}
             return SplitLoss(retain=F.cross_entropy(logits, b.y)), {"correct": (logits.argmax(1) == b.y).sum(),
                                                                     "n": len(b.y)}

@@ -180,17 +180,16 @@ def class_weighted_val(val: TensorSet, forget_labels: torch.Tensor, count: int, 
     that class's held-out samples. A forget class without held-out samples adds none (its share
     then weighs the classes that have some)."""
     labels = val.labels.cpu()
-    counts = torch.bincount(forget_labels, minlength=int(labels.max()) + 1 if len(labels) else 0).double()
+    counts = torch.bincount(forget_labels).double()
     quota = counts / counts.sum() * count
     take = quota.floor().long()
     take[torch.argsort(quota - take, descending=True)[: count - int(take.sum())]] += 1
     gen = torch.Generator().manual_seed(seed)
-    picked = []
+    picked = [torch.zeros(0, dtype=torch.long)]
     for c in counts.nonzero().flatten().tolist():
         pool = (labels == c).nonzero().flatten()
-        k = min(len(pool), max(1, int(take[c])))
-        picked.append(pool[torch.randperm(len(pool), generator=gen)[:k]])
-    index = torch.cat(picked) if picked else torch.zeros(0, dtype=torch.long)
+        picked.append(pool[torch.randperm(len(pool), generator=gen)[:max(1, int(take[c]))]])
+    index = torch.cat(picked)
     if len(index) == 0:  # no held-out sample of any forget class: the plain subset
         return random_subset(val, count, seed)
     return val.subset(index.sort().values)

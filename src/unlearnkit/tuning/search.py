@@ -142,6 +142,9 @@ def tune(
         "budget": budget, "budget_ree": budget_ree, "estimate_margin": ESTIMATE_MARGIN, "retrain_ree": cfg.train.epochs,
         "margin": margin,
         "search_space": {k: repr(d) for k, d in dists.items()},
+        # The method's code version (`Method.revision`, only from 1 on, as in bench keys): trials of an
+        # older revision scored another algorithm, so a study of it is not resumed with the new code.
+        **({"method_revision": rev} if (rev := get_method(method).revision) else {}),
         # Not in the identity either (studies from before it resume): fields sampled only under a condition.
         "search_conditions": {k: list(v) for k, v in conditions(method).items()},
         # Not part of the study's identity: a resumed search may change it (each trial records its own).
@@ -163,7 +166,7 @@ def tune(
     elif _identity(stored) != _identity(settings):
         diff = next(k for k in _identity(settings) if _identity(stored).get(k) != _identity(settings)[k])
         raise UnlearnkitError(
-            f"--out {out} holds a search with other settings ({diff}: {stored.get(diff)!r}, now {settings[diff]!r}); "
+            f"--out {out} holds a search with other settings ({diff}: {stored.get(diff)!r}, now {settings.get(diff)!r}); "
             "rerun it with the same settings or choose another --out"
         )
     elif budget_ree > stored.get("budget_ree", budget_ree) * (1 + 1e-9):
@@ -311,7 +314,7 @@ START = "--start"  # origin of a trial queued by --start
 SHIPPED = "tuned entry"  # origin of the trial that tries the entry runs take today (`_shipped_entry_trial`)
 
 # Not the budget: a resumed search may lower it (see `tune`).
-_IDENTITY = ("method", "preset", "recipe_hash", "kind", "forget", "seeds", "margin", "search_space")
+_IDENTITY = ("method", "preset", "recipe_hash", "kind", "forget", "seeds", "margin", "search_space", "method_revision")
 
 
 def _identity(settings: dict[str, Any]) -> dict[str, Any]:
