@@ -9,6 +9,13 @@ COMMITTED_DIR's leaderboard.{md,csv,html} with each SCENARIO's section taken fro
 and gap_vs_time.png (also inside the html) is redrawn from the combined table. confidence.png
 (seed 0 of the first scenario) is kept as it is, so the first scenario cannot be replaced here. A
 scenario missing from either file, or a method set that differs, is an error: nothing is written.
+
+    python benchmarks/replace_leaderboard_section.py COMMITTED_DIR NEW_BENCH_DIR SCENARIO --methods gan
+
+replaces only those methods' rows of each SCENARIO (a code change that moves one method: a bench of
+that method alone, same seeds), the section re-sorted by average gap; every other row stays byte for
+byte. The new bench's retraining row must equal the committed one in every accuracy column (its
+references are the same models), else the rows would not be comparable and nothing is written.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import math
 import sys
 from pathlib import Path
 
-from unlearnkit.bench.leaderboard import COLUMNS, gap_vs_time_plot
+from unlearnkit.bench.leaderboard import COLUMNS, gap_vs_time_plot, row_order
 from unlearnkit.files import atomic_write_with
 
 
@@ -53,12 +60,80 @@ def splice(old: str, new: str, scenario: str, find) -> str:
     return old[:a] + new[c:d] + old[b:]
 
 
+def md_rows(section: str) -> tuple[str, dict[str, str], str]:
+    """A section's text before its first data row, {method: row line}, and the text after the last."""
+    lines = section.splitlines(keepends=True)
+    at = [i for i, line in enumerate(lines) if line.startswith("| ") and not line.startswith("| method ")]
+    rows = {lines[i].split("|")[1].strip(): lines[i] for i in at}
+    return "".join(lines[:at[0]]), rows, "".join(lines[at[-1] + 1:])
+
+
+def html_rows(section: str) -> tuple[str, dict[str, str], str]:
+    """The same for a section of leaderboard.html: its <tr> rows after the header row."""
+    starts = [i for i in range(len(section)) if section.startswith("<tr", i)][1:]  # [0] is the header
+    end = section.rindex("</tr>") + len("</tr>")
+    bounds = starts + [end]
+    rows = {}
+    for a, b in zip(bounds, bounds[1:]):
+        cell = section.index("<td>", a) + len("<td>")
+        rows[section[cell:section.index("</td>", cell)]] = section[a:b]
+    return section[:starts[0]], rows, section[end:]
+
+
+def splice_rows(old: str, new: str, scenario: str, find, split, methods: set[str], order: list[str]) -> str:
+    """old's section of `scenario` with the rows of `methods` taken from new's, in `order`."""
+    a, b = find(old, scenario)
+    c, d = find(new, scenario)
+    head, rows, tail = split(old[a:b])
+    rows |= {m: r for m, r in split(new[c:d])[1].items() if m in methods}
+    return old[:a] + head + "".join(rows[m] for m in order) + tail + old[b:]
+
+
+def _same(x: float, y: float) -> bool:
+    """Equal to the CSV's 6 decimals; a missing CI (one seed) on both sides is equal."""
+    return (math.isnan(x) and math.isnan(y)) or math.isclose(x, y, abs_tol=1e-5)
+
+
+REFERENCE_COLUMNS = ("UA", "RA", "TA", "MIA")  # seconds may differ: the same models, timed again
+
+
+def replace_rows(texts: dict[str, list[str]], old: dict, new: dict, scenario: str, methods: set[str]) -> None:
+    """Replace `methods`' rows of one scenario in the committed texts and table (`old`), re-sorted."""
+    by_old = {r["method"]: r for r in old[scenario]}
+    by_new = {r["method"]: r for r in new[scenario]}
+    missing = sorted(m for m in methods if m not in by_old or m not in by_new)
+    if missing or "retrain" in methods:
+        sys.exit(f"{scenario}: --methods {', '.join(sorted(methods))}: "
+                 + (f"{', '.join(missing)} not in both leaderboards" if missing else "the reference row is not replaced alone")
+                 + "; nothing written")
+    ref_old, ref_new = by_old.get("retrain"), by_new.get("retrain")
+    if ref_old is None or ref_new is None or any(
+            not all(_same(x, y) for x, y in zip(ref_old[k], ref_new[k])) or ref_old["n"] != ref_new["n"]
+            for k in REFERENCE_COLUMNS):
+        sys.exit(f"{scenario}: the new bench's retrained references differ from the committed ones (UA, RA, TA, "
+                 "MIA-efficacy or seeds); re-run the whole section; nothing written")
+    rows = sorted([by_new[m] if m in methods else r for m, r in by_old.items()], key=row_order)
+    old[scenario] = rows
+    order = [r["method"] for r in rows]
+    md, new_md = texts["leaderboard.md"]
+    texts["leaderboard.md"][0] = splice_rows(md, new_md, scenario, md_section, md_rows, methods, order)
+    page, new_page = texts["leaderboard.html"]
+    texts["leaderboard.html"][0] = splice_rows(page, new_page, scenario, html_section, html_rows, methods, order)
+    lines, new_lines = (t.splitlines(keepends=True) for t in texts["leaderboard.csv"])
+    at = [i for i, r in enumerate(lines) if r.startswith(scenario + ",")]
+    mine = {r.split(",")[1]: r for r in lines[at[0]:at[-1] + 1]}
+    mine |= {r.split(",")[1]: r for r in new_lines if r.startswith(scenario + ",") and r.split(",")[1] in methods}
+    texts["leaderboard.csv"][0] = "".join(lines[:at[0]] + [mine[m] for m in order] + lines[at[-1] + 1:])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("committed", type=Path)
     ap.add_argument("new", type=Path)
     ap.add_argument("scenarios", nargs="+")
+    ap.add_argument("--methods", help="comma-separated: replace only these methods' rows (default: the whole section)")
     a = ap.parse_args(argv)
+    only = set(a.methods.split(",")) if a.methods else None
     for d in (a.committed, a.new):
         missing = [n for n in ("leaderboard.md", "leaderboard.csv", "leaderboard.html") if not (d / n).is_file()]
         if missing:
@@ -72,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit(f"{scenario}: not in both leaderboards ({sorted(old)} / {sorted(new)}); nothing written")
         if scenario == first:
             sys.exit(f"{scenario}: the first scenario feeds confidence.png, which this script keeps; re-run the bench")
+        if only is not None:
+            replace_rows(texts, old, new, scenario, only)
+            continue
         if {r["method"] for r in old[scenario]} != {r["method"] for r in new[scenario]}:
             sys.exit(f"{scenario}: the two benches ran different methods; nothing written")
         old[scenario] = new[scenario]  # keeps the committed scenario order

@@ -75,3 +75,50 @@ def test_refusals_write_nothing(tmp_path, case):
         _script().main([str(committed), str(new), scenario])
     assert (str(new) if case == "no leaderboard" else scenario) in str(err.value)
     assert {p.name: p.read_bytes() for p in committed.iterdir() if p.is_file()} == before
+
+
+def _new_b(table: dict, scenario: str, value: float, retrain_shift: float = 0.0) -> dict:
+    """A bench of retrain and b alone: retrain as committed (shifted on request), b at `value` everywhere."""
+    retrain, _, b = table[scenario]
+    retrain = {**retrain, **{k: (v[0] + retrain_shift, v[1]) for k, v in retrain.items() if k in ("UA", "RA")}}
+    b = {**b, **{key: (value, 0.5) for key, _, _ in COLUMNS if key != "score"}}
+    return {scenario: [retrain, b]}
+
+
+def test_only_the_named_methods_rows_are_replaced_and_the_section_re_sorted(tmp_path):
+    committed, new = tmp_path / "committed", tmp_path / "new"
+    old = _table({"random:0.1": 10.0, "class:cat": 20.0, "class:cat:0.5": 30.0})
+    _write(committed, old)
+    _write(new, _new_b(old, "class:cat", 5.0))  # b's gap 5.00 now beats a's 21.57: b moves above a
+    before_md = (committed / "leaderboard.md").read_text()
+    assert _script().main([str(committed), str(new), "class:cat", "--methods", "b"]) == 0
+    md = (committed / "leaderboard.md").read_text()
+    section = md[md.index("## forget `class:cat`"):md.index("## forget `class:cat:0.5`")]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| method")]
+    assert [r.split("|")[1].strip() for r in rows] == ["retrain", "b", "a"]
+    old_lines = before_md.splitlines()
+    assert rows[0] in old_lines and rows[2] in old_lines and rows[1] not in old_lines  # retrain and a byte for byte
+    assert "| 5.00 ± 0.50 |" in rows[1]
+    assert md.replace(section, "") == before_md.replace(
+        before_md[before_md.index("## forget `class:cat`"):before_md.index("## forget `class:cat:0.5`")], "")
+    csv_rows = [r for r in (committed / "leaderboard.csv").read_text().splitlines() if r.startswith("class:cat,")]
+    assert [r.split(",")[1] for r in csv_rows] == ["retrain", "b", "a"]
+    html = (committed / "leaderboard.html").read_text()
+    at = html.index("<h2>forget <code>class:cat</code></h2>")
+    table = html[at:html.index("</table>", at)]
+    assert table.index("<td>b</td>") < table.index("<td>a</td>") and "<td>5.00 ± 0.50</td>" in table
+
+
+@pytest.mark.parametrize("case", ["other references", "unknown method", "retrain alone"])
+def test_a_row_replacement_that_would_mix_references_writes_nothing(tmp_path, case):
+    committed, new = tmp_path / "committed", tmp_path / "new"
+    old = _table({"random:0.1": 10.0, "class:cat": 20.0})
+    _write(committed, old)
+    _write(new, _new_b(old, "class:cat", 5.0, retrain_shift=0.5 if case == "other references" else 0.0))
+    before = {p.name: p.read_bytes() for p in committed.iterdir() if p.is_file()}
+    methods = {"other references": "b", "unknown method": "c", "retrain alone": "retrain"}[case]
+    with pytest.raises(SystemExit) as err:
+        _script().main([str(committed), str(new), "class:cat", "--methods", methods])
+    assert {"other references": "retrained references differ", "unknown method": "c not in both",
+            "retrain alone": "reference row"}[case] in str(err.value)
+    assert {p.name: p.read_bytes() for p in committed.iterdir() if p.is_file()} == before

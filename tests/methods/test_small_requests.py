@@ -273,3 +273,34 @@ def test_scrub_paper_defaults_keep_test_accuracy_over_five_sample_requests(digit
     # at a full batch's share, worst 0.56 and mean 0.07 (both).
     drops = _test_drops(digits, _small_requests(digits, 5), "scrub")
     assert max(drops) <= 1.0 and sum(drops) / len(drops) <= 0.3, drops
+
+
+@pytest.mark.parametrize("count, hparams, expected", [
+    (5, {}, 32),  # one batch: the floor (was 200 steps, 200 passes over the same five samples)
+    (300, {}, 40),  # five batches of 64: 8 passes
+    (300, {"critic_warmup": 20}, 20),  # the step cap binds first (cifar10-cpu's 4,000-sample requests: 200)
+    (300, {"critic_warmup_passes": 2.0, "critic_warmup_min": 0}, 10),
+    (300, {"critic_warmup": 0}, 0),
+])
+def test_gan_warms_its_critic_up_for_a_bounded_number_of_passes_over_the_forget_set(digits, monkeypatch, count, hparams, expected):
+    # A critic trained for hundreds of passes over a few forget samples learns them, and its push
+    # then lowers every output's confidence: cifar10-cpu `random:0.02` lost up to 6.1 test points.
+    from unlearnkit.methods import gan as gan_module
+
+    calls = {"critic": 0, "at_first_step": None}
+    real_step, real_epoch = gan_module.Critic.step, gan_module.run_epoch
+
+    def step(self, fake, labels):
+        calls["critic"] += 1
+        return real_step(self, fake, labels)
+
+    def run_epoch(*args, **kwargs):
+        calls["at_first_step"] = calls["critic"]
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(gan_module.Critic, "step", step)
+    monkeypatch.setattr(gan_module, "run_epoch", run_epoch)
+    run, _ = digits
+    assert run.config.train.batch_size == 64
+    _run(digits, f"random:{count}", "gan", forget_passes=0.1, **hparams)
+    assert calls["at_first_step"] == expected

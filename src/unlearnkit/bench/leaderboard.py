@@ -62,15 +62,19 @@ def build_rows(per_run: list[dict[str, Any]], scores: dict[tuple[str, str], dict
                 else:
                     row[key] = mean_ci([r.get(key) for r in runs])
             rows.append(row)
-        # Retrain is the reference: listed first, then the gap's noise floor if measured; the rest
-        # sorted by their average gap to it.
-        rows.sort(key=lambda r: (r["method"] != "retrain", r["method"] != FLOOR_ROW, _nan_last(r["avg_gap"][0])))
+        rows.sort(key=row_order)
         table[scenario] = rows
     return table
 
 
 def _nan_last(x: float) -> float:
     return math.inf if math.isnan(x) else x
+
+
+def row_order(row: dict[str, Any]) -> tuple:
+    """Sort key of a scenario's rows: retrain (the reference) first, then the gap's noise floor if
+    measured, then the methods by their average gap to retraining (a missing gap last)."""
+    return row["method"] != "retrain", row["method"] != FLOOR_ROW, _nan_last(row["avg_gap"][0])
 
 
 def _cell(value: tuple[float, float], fmt: str) -> str:
