@@ -158,6 +158,18 @@ def test_digits_shapes_stratified_and_deterministic():
     assert_same(a, b)  # fixed seed: the test split is a property of the dataset
 
 
+def test_a_folder_named_like_a_builtin_source_does_not_shadow_it(tmp_path, monkeypatch, cache_dir):
+    # `unlearnkit train --preset digits --out digits` creates ./digits before reading the data; the
+    # preset's `digits` then read as that empty folder ("data path ... is empty"). A name means the
+    # same data in every working directory; the folder is reached as ./digits.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "digits").mkdir()
+    assert_same(load_dataset("digits"), load_dataset("digits", cache_dir=cache_dir))
+    assert load_dataset("digits").name == "digits"
+    with pytest.raises(UnlearnkitError, match="is empty"):
+        load_dataset("./digits")
+
+
 def test_digits_pixel_conversion_matches_sklearn():
     from sklearn.datasets import load_digits
 

@@ -36,6 +36,12 @@ def parse_spec(source: str) -> tuple[type[Source] | None, str, str]:
     """(source class, kind, argument) of a spec; (None, "", path) for a bare path."""
     text = source.strip()
     bare = text.lower()
+    # A built-in source that takes no path is its name wherever the command runs: a folder of the
+    # same name in the working directory (`train --preset digits --out digits` creates one before
+    # the data are read) must not turn `digits` into a path. Such a folder is `./digits`.
+    builtin = registered_sources().get(bare)
+    if builtin is not None and not builtin.takes_path:
+        return builtin, bare, ""
     if re.fullmatch(r"[a-z][a-z0-9_]+", bare) and not Path(text).expanduser().exists():
         cls = _find(bare)
         if cls is not None:
