@@ -24,6 +24,7 @@ import argparse
 import base64
 import csv
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def md_rows(section: str) -> tuple[str, dict[str, str], str]:
 
 def html_rows(section: str) -> tuple[str, dict[str, str], str]:
     """The same for a section of leaderboard.html: its <tr> rows after the header row."""
-    starts = [i for i in range(len(section)) if section.startswith("<tr", i)][1:]  # [0] is the header
+    starts = [m.start() for m in re.finditer("<tr", section)][1:]  # [0] is the header
     end = section.rindex("</tr>") + len("</tr>")
     bounds = starts + [end]
     rows = {}

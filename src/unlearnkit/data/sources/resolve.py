@@ -1,8 +1,9 @@
 """`load_dataset`: a source spec -> the registered `Source` that reads it -> a checked `DatasetBundle`.
 
 A spec is ``kind:ROOT`` (``cifar100:~/data``; ``kind`` a registered source or a plugin), a bare
-kind that takes no path (``digits``), or a bare path, which each source's `detect` is asked
-about in registration order (the file-set source, last, takes any path).
+kind that takes no path (``digits``: a built-in one even where a folder of that name exists), or a
+bare path, which each source's `detect` is asked about in registration order (the file-set
+source, last, takes any path).
 """
 
 from __future__ import annotations
