@@ -4,13 +4,14 @@ bench key, the leaderboard's seed note, and the entries that ship with the packa
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
 from helpers import run_cli
 
 from unlearnkit.config import RunConfig, TrainConfig, resolve_config
-from unlearnkit.methods.base import make_hparams
+from unlearnkit.methods.base import get_method, list_methods, make_hparams
 from unlearnkit.tuning import defaults
 from unlearnkit.tuning.scenarios import FIRST_TUNING_SEED
 
@@ -212,6 +213,52 @@ def test_methods_command_shows_the_tuned_defaults(entries_dir, capsys):
     assert "digits/class-share/finetune@" in out and "no entry of its own" not in out
 
 
+def test_an_entry_searched_with_an_older_revision_applies_and_says_what_changed(entries_dir, digits_run, tmp_path,
+                                                                               capsys, monkeypatch):
+    from unlearnkit.methods import forget_run
+    from unlearnkit.training.pipeline import load_run
+
+    cfg = load_run(digits_run).config
+    defaults.write_entry({**_entry(cfg), "method_revision": 0})
+    assert "older_revision" not in defaults.resolve("finetune", cfg, "random:0.1")[1]  # finetune is at revision 0
+    monkeypatch.setattr(get_method("finetune"), "revision", 2)
+    monkeypatch.setattr(get_method("finetune"), "changes", {1: "first change", 2: "second change"})
+    values, source = defaults.resolve("finetune", cfg, "random:0.1")
+    assert values == VALUES  # still applies
+    assert source["method_revision"] == 0
+    assert source["older_revision"] == "tuned with finetune revision 0, now 2 (1: first change; 2: second change)"
+    assert defaults.hparams_for("finetune", cfg, "random:0.1")[1]["summary"].endswith(source["older_revision"])
+    # An entry without the field was searched before revisions were recorded: revision 0.
+    defaults.write_entry({k: v for k, v in _entry(cfg).items() if k != "method_revision"})
+    assert defaults.resolve("finetune", cfg, "random:0.1")[1]["method_revision"] == 0
+    defaults.write_entry({**_entry(cfg), "method_revision": 1})
+    assert defaults.resolve("finetune", cfg, "random:0.1")[1]["older_revision"].endswith("now 2 (2: second change)")
+    # forget warns once and records it; a run that overrides every tuned field does not warn.
+    with pytest.warns(UserWarning, match=r"finetune: tuned entry digits/random/finetune@\w+ was tuned with finetune revision 1, "
+                                         r"now 2 \(2: second change\); it still applies .* `unlearnkit tune --method finetune`"):
+        forget_run(digits_run, "finetune", "random:0.1", tmp_path / "older")
+    info = json.loads((tmp_path / "older" / "run.json").read_text())
+    assert info["hparams_source"]["older_revision"].startswith("tuned with finetune revision 1")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*revision.*")
+        forget_run(digits_run, "finetune", "random:0.1", tmp_path / "all-set", hparams={f"method.{k}": v for k, v in VALUES.items()})
+    # `unlearnkit methods NAME` and the leaderboard header name it too.
+    code, out, _ = run_cli(capsys, "methods", "finetune")
+    assert code == 0 and "tuned with finetune revision 1, now 2 (2: second change); made by:" in out
+    note = defaults.provenance_note(["finetune"], cfg, ["random:0.1"], [0, 1, 2])
+    assert note.endswith("Searched with an older revision of their method (they still apply; `unlearnkit methods NAME` says "
+                         f"what changed): {source['entry']}.")
+    monkeypatch.setattr(get_method("finetune"), "revision", 1)
+    assert "older revision" not in defaults.provenance_note(["finetune"], cfg, ["random:0.1"], [0, 1, 2])
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_each_revision_of_a_method_says_what_it_changed(name):
+    cls = get_method(name)
+    assert sorted(cls.changes) == list(range(1, cls.revision + 1)), name
+    assert all(isinstance(v, str) and v for v in cls.changes.values())
+
+
 def test_shipped_entries_are_valid_and_honest():
     """Every committed entry: values the method accepts, tuning seeds outside the evaluation range,
     the recipe hash of its preset as shipped, and the command that made it."""
@@ -222,6 +269,7 @@ def test_shipped_entries_are_valid_and_honest():
         assert e["recipe_hash"] == defaults.recipe_hash(resolve_config(e["preset"])), e["id"]
         assert e["command"].startswith("unlearnkit tune ") and f"--method {e['method']}" in e["command"]
         assert e["id"] == defaults.entry_id(e["method"], e["preset"], e["kind"], e["recipe_hash"])
+        assert 0 <= e["method_revision"] <= get_method(e["method"]).revision, e["id"]
 
 
 def test_a_bench_job_refuses_to_run_values_other_than_its_key_holds(entries_dir, digits_run, tmp_path):

@@ -10,6 +10,7 @@ from helpers import assert_one_line_error, run_cli
 
 from unlearnkit.config import resolve_config
 from unlearnkit.errors import UnlearnkitError
+from unlearnkit.methods import get_method
 from unlearnkit.methods import base as methods_base
 from unlearnkit.methods.base import Method, register_method
 from unlearnkit.tuning import defaults
@@ -212,6 +213,7 @@ def test_export_writes_an_entry_that_forget_runs_pick_up(search, tmp_path, monke
     entry = json.loads((tmp_path / "digits.json").read_text())["entries"][0]
     assert entry["values"] == second.best["values"] and entry["seeds"] == [100, 101]
     assert entry["recipe_hash"] == defaults.recipe_hash(_cfg()) and entry["command"] == "unlearnkit tune ..."
+    assert entry["method_revision"] == get_method("finetune").revision  # the code its trials ran
     values, source = defaults.resolve("finetune", _cfg(), "class:7")
     assert values == entry["values"] and source["kind"] == "tuned" and source["entry"] == entry["id"]
 

@@ -80,6 +80,13 @@ def _warn_if_over_budget(method: str, forget: str, n_forget: int, estimate: dict
         )
 
 
+def _warn_if_tuned_with_older_revision(method: str, hp_source: dict[str, Any]) -> None:
+    """The tuned entry's trials ran an older revision of the method (`defaults.revision_note`)."""
+    if "older_revision" in hp_source and any(v == "tuned" for v in hp_source.get("fields", {}).values()):
+        warnings.warn(f"{method}: tuned entry {hp_source['entry']} was {hp_source['older_revision']}; it still applies — "
+                      f"search it again with `{hp_source['command']}`", stacklevel=3)
+
+
 def unlearn(
     model: nn.Module,
     split: Split,
@@ -287,6 +294,7 @@ def forget_run(
     warn_inert_hparams(cls, method, hp, hparams or {})
     estimate = estimated_cost(cls, hp, split, parent_run.config.train)
     _warn_if_over_budget(method, forget, len(split.forget_idx), estimate, hp_source)
+    _warn_if_tuned_with_older_revision(method, hp_source)
     if expect_hparams is not None and dataclasses.asdict(hp) != expect_hparams:
         changed = sorted(k for k, v in dataclasses.asdict(hp).items() if expect_hparams.get(k) != v)
         raise UnlearnkitError(

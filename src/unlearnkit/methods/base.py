@@ -71,6 +71,9 @@ class Method:
     # bench store keys and run records carry it (from 1 on), so results of the older code are
     # re-run, and an interrupted run of it is not resumed with the new code.
     revision: ClassVar[int] = 0
+    # What each revision changed, one line per number 1..revision: shown beside a tuned entry that
+    # was searched with an older revision (`unlearnkit methods NAME`, forget's warning).
+    changes: ClassVar[dict[int, str]] = {}
     Hparams: ClassVar[type]  # a dataclass; every field has a default, declared with `unlearnkit.params.param`
 
     def run(self, model: nn.Module, ctx: MethodContext, hp) -> nn.Module:

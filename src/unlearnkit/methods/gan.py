@@ -216,7 +216,9 @@ class Gan(Method):
     """
 
     name = "gan"
-    revision = 2  # 1: class-concentrated forget sets take the joint forward (`class_concentrated`); 2: warm-up capped in passes
+    revision = 2
+    changes = {1: "a forget set concentrated on some classes (half a class, one class's ids) is forwarded beside a retain batch, as whole classes were",
+               2: "the critic's warm-up is 8 passes over the forget set, within 32 and 200 steps (was 200 steps)"}
     summary = "WGAN-GP: make forget-set output features look like held-out ones, anchored on retain."
     paper = "Gulrajani et al., NeurIPS 2017 (WGAN-GP); membership-feature matching (this project)"
     Hparams = GanHparams

@@ -180,7 +180,8 @@ class NegGrad(Method):
     """
 
     name = "neggrad"
-    revision = 1  # 1: class-concentrated forget sets take the joint forward (`class_concentrated`)
+    revision = 1
+    changes = {1: "a forget set concentrated on some classes (half a class, one class's ids) is forwarded beside a retain batch, as whole classes were"}
     summary = "Gradient ascent on the forget set, stopped when its loss reaches held-out level (GA)."
     paper = "Golatkar et al., CVPR 2020; Jia et al., NeurIPS 2023 (GA baseline)"
     Hparams = NegGradHparams
@@ -249,7 +250,8 @@ class NegGradPlus(Method):
     """
 
     name = "neggrad+"
-    revision = 1  # 1: class-concentrated forget sets take the joint forward (`class_concentrated`)
+    revision = 1
+    changes = {1: "a forget set concentrated on some classes (half a class, one class's ids) is forwarded beside a retain batch, as whole classes were"}
     summary = "Ascend forget CE while descending retain CE, alpha-weighted (NegGrad+)."
     paper = "Kurmanji et al., NeurIPS 2023 (NegGrad+)"
     Hparams = NegGradPlusHparams

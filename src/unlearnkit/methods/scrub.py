@@ -59,7 +59,8 @@ class Scrub(Method):
     summary = "Alternate max-KL steps on forget and min (CE + KL) steps on retain vs the original (SCRUB)."
     paper = "Kurmanji et al., NeurIPS 2023 (SCRUB)"
     Hparams = ScrubHparams
-    revision = 1  # 1: a forget set smaller than one batch ascends with a full batch's share (`maximise`)
+    revision = 1
+    changes = {1: "a forget set smaller than one batch ascends with a full batch's share"}
 
     def cost(self, hp: ScrubHparams, sizes, recipe) -> float:
         bs = hp.batch_size or recipe.batch_size

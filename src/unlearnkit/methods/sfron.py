@@ -94,7 +94,8 @@ class SFRon(Method):
     summary = "Masked adaptive ascent on forget interleaved with retain fine-tuning (SFR-on)."
     paper = "Huang et al., NeurIPS 2024 (SFR-on, Unified Gradient-Based MU with Remain Geometry Enhancement)"
     Hparams = SFRonHparams
-    revision = 1  # 1: a forget set smaller than one batch pushes with a full batch's share (`run`)
+    revision = 1
+    changes = {1: "a forget set smaller than one batch pushes with a full batch's share"}
 
     def cost(self, hp: SFRonHparams, sizes, recipe) -> float:
         bs = hp.batch_size or recipe.batch_size

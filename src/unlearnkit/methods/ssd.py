@@ -100,7 +100,8 @@ class SSD(Method):
     summary = "Dampen weights much more important to forget than to train data (SSD, no training)."
     paper = "Foster et al., AAAI 2024 (Selective Synaptic Dampening)"
     Hparams = SSDHparams
-    revision = 1  # 1: the alpha search targets class-weighted held-out accuracy on class-concentrated sets
+    revision = 1
+    changes = {1: "the alpha search targets the held-out accuracy of the forget set's own classes on a class-concentrated set"}
 
     def cost(self, hp: SSDHparams, sizes, recipe) -> float:
         # One gradient per sample of forget and of the train subset (train = retain + forget); no update.

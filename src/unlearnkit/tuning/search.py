@@ -548,6 +548,9 @@ def export_entry(result: TuneResult, cfg: RunConfig, command: str, directory: Pa
         # without it were searched against the whole budget).
         "estimate_margin": s.get("estimate_margin", 0.0), "budget_ree": s["budget_ree"],
         "trial": best["number"], "command": command,
+        # The method's code version the trials ran (`Method.revision`): a later revision marks the
+        # entry as searched with older code wherever it is shown (`defaults.revision_note`).
+        "method_revision": s.get("method_revision", 0),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "unlearnkit": env["packages"].get("unlearnkit"), "git_commit": env["git_commit"],
     }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from unlearnkit.tables import console
-from unlearnkit.tuning.defaults import all_entries
+from unlearnkit.tuning.defaults import all_entries, revision_note
 from unlearnkit.tuning.scenarios import FALLBACK_KIND
 
 
@@ -18,8 +18,10 @@ def print_tuned_defaults(method: str) -> None:
     for e in found:
         values = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in e["values"].items())
         gap = (e.get("objective") or {}).get("avg_gap")
+        older = revision_note(method, e)
         console.print(f"  {e['id']}: {values}; avg gap {gap} on tuning seeds {', '.join(map(str, e['seeds']))}; "
-                      f"made by: {e['command']}", soft_wrap=True, markup=False, highlight=False)
+                      + (f"{older}; " if older else "")
+                      + f"made by: {e['command']}", soft_wrap=True, markup=False, highlight=False)
     # Kinds served by another kind's entry: say so, rather than let "no entry" read as paper defaults.
     for kind, fallback in FALLBACK_KIND.items():
         for e in found:

@@ -122,10 +122,31 @@ def resolve(method: str, config: Any, forget_spec: str | None, directory: Path |
     except UnlearnkitError as exc:  # the method's hyperparameters changed since the entry was made
         return {}, {"kind": "paper", "reason": f"tuned entry {entry['id']} no longer fits {method}: {exc}"}
     source = {"kind": "tuned", "entry": entry["id"], "command": entry["command"],
-              "seeds": entry["seeds"], "recipe_hash": rhash, "budget": entry.get("budget")}
+              "seeds": entry["seeds"], "recipe_hash": rhash, "budget": entry.get("budget"),
+              "method_revision": entry.get("method_revision", 0)}
     if entry["kind"] != kind:
         source["fallback"] = f"no {kind} entry for {method} on {preset}: the {entry['kind']} entry applies"
+    if (older := revision_note(method, entry)) is not None:
+        source["older_revision"] = older
     return dict(entry["values"]), source
+
+
+def revision_note(method: str, entry: dict[str, Any]) -> str | None:
+    """None if `entry` was searched with the method's current code; else what changed since.
+
+    A revision changes what the method computes for some requests (`Method.changes`), so the
+    entry's values were scored by an older algorithm. It still applies — its names and ranges are
+    the method's, and its setting is usually still the better start than the paper's — but every
+    place that shows the entry says so (and its `command` searches it again).
+    """
+    from unlearnkit.methods import get_method  # noqa: PLC0415
+
+    cls = get_method(method)
+    then, now = int(entry.get("method_revision", 0)), cls.revision
+    if then == now:
+        return None
+    changed = "; ".join(f"{r}: {cls.changes.get(r, '(not recorded)')}" for r in range(then + 1, now + 1))
+    return f"tuned with {method} revision {then}, now {now} ({changed})"
 
 
 def hparams_for(method: str, config: Any, forget_spec: str | None, overrides: dict[str, Any] | None = None):
@@ -142,6 +163,8 @@ def hparams_for(method: str, config: Any, forget_spec: str | None, overrides: di
             else f"paper defaults ({source['reason']})")
     if "fallback" in source:
         base += f"; {source['fallback']}"
+    if "older_revision" in source:
+        base += f"; {source['older_revision']}"
     user = sorted(k for k, v in fields.items() if v == "set")
     summary = base + (f"; --set {', '.join(user)}" if user else "")
     return hp, {**source, "fields": fields, "summary": summary}
@@ -184,5 +207,8 @@ def provenance_note(methods: list[str], config: Any, scenarios: list[str], eval_
     if overlap:
         return (f"WARNING: evaluation seeds {overlap} overlap the tuning seeds of the tuned defaults used ({names}); "
                 "these rows are not an honest evaluation.")
+    older = sorted(entry for entry, src in used.items() if "older_revision" in src)
+    older_note = (f" Searched with an older revision of their method (they still apply; `unlearnkit methods NAME` says "
+                  f"what changed): {', '.join(older)}.") if older else ""
     return (f"Tuned defaults used: {names}; their tuning seeds ({', '.join(map(str, tuning))}) are disjoint from "
-            f"the evaluation seeds ({', '.join(map(str, eval_seeds))}){rest}.")
+            f"the evaluation seeds ({', '.join(map(str, eval_seeds))}){rest}.{older_note}")
