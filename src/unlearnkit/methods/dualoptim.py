@@ -80,6 +80,14 @@ class SplitLoss:
         return self.combined().detach()
 
 
+def _step_unused(scheduler) -> None:
+    """Advance a schedule whose optimiser did not step this time: torch warns when that happens before
+    the optimiser's first step, which is expected here (both schedules count the method's steps)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+        scheduler.step()
+
+
 class SplitTrainer(Trainer):
     """`Trainer` whose `step` also takes a `SplitLoss` (see the module docstring)."""
 
@@ -120,13 +128,13 @@ class SplitTrainer(Trainer):
             return
         if g_forget is not None:
             self._adam_step(g_forget)
-        self.forget_scheduler.step()
+            self.forget_scheduler.step()
+        else:  # a retain-only step (gan's warm-up, a switched-off push) leaves Adam unstepped; its schedule still advances
+            _step_unused(self.forget_scheduler)
         if g_retain is not None:
             super().step(_surrogate(self.named_params, g_retain))
             return
-        with warnings.catch_warnings():  # a forget-only step leaves the SGD unstepped; its schedule still advances
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
-            self.scheduler.step()
+        _step_unused(self.scheduler)  # a forget-only step leaves the SGD unstepped; its schedule still advances
 
     def _forget_grads(self, grads: tuple) -> list:
         grads = [None if g is None else (g * self.forget_mask[n] if self.forget_mask is not None else g)
