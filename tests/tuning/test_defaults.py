@@ -173,6 +173,11 @@ def test_the_python_api_uses_the_entry_when_given_the_run_config(entries_dir, di
     uk.unlearn(run.load_model(), split, "finetune", normalizer=run.normalizer, runtime=run.runtime, recipe=run.config.train)
     (tuned_hp, recipe), (paper_hp, _) = seen
     assert tuned_hp.lr == VALUES["lr"] and isinstance(recipe, TrainConfig) and paper_hp.lr == 0.02
+    # An entry searched with an older revision of the method warns here as in `forget`.
+    monkeypatch.setattr(get_method("finetune"), "revision", 1)
+    monkeypatch.setattr(get_method("finetune"), "changes", {1: "a change"})
+    with pytest.warns(UserWarning, match=r"finetune: tuned entry .* was tuned with finetune revision 0, now 1 \(1: a change\)"):
+        uk.unlearn(run.load_model(), split, "finetune", normalizer=run.normalizer, runtime=run.runtime, recipe=run.config)
 
 
 def test_a_new_entry_changes_the_bench_key_of_that_method_only(entries_dir):

@@ -114,8 +114,9 @@ def unlearn(
     cls = get_method(method)
     check_seed(seed, "seed")
     # A RunConfig as `recipe` (e.g. `run.config`) also selects the tuned defaults for its preset and recipe.
-    hp, _ = tuning_defaults.hparams_for(method, recipe, split.forget_spec, hparams)
+    hp, hp_source = tuning_defaults.hparams_for(method, recipe, split.forget_spec, hparams)
     warn_inert_hparams(cls, method, hp, hparams)
+    _warn_if_tuned_with_older_revision(method, hp_source)
     return _unlearn(cls, method, hp, model, split, normalizer=normalizer, runtime=runtime,
                     recipe=getattr(recipe, "train", recipe), model_factory=model_factory, seed=seed,
                     checkpoint=checkpoint, report=report)

@@ -136,6 +136,10 @@ CONCENTRATION_P = 1e-3
 CONCENTRATION_DRAWS = 4000
 
 
+# `Method.changes` line of the revision that sent such sets through the joint forward (gan, neggrad, neggrad+).
+JOINT_FORWARD_CHANGE = "a forget set concentrated on some classes (half a class, one class's ids) is forwarded beside a retain batch, as whole classes were"
+
+
 def class_concentrated(split: Split, num_classes: int) -> bool:
     """Whether the forget set is concentrated on some classes instead of being a fair sample of the members.
 

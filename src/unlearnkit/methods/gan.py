@@ -20,7 +20,7 @@ from torch import nn
 
 from unlearnkit.methods.base import Method, MethodContext, register_method
 from unlearnkit.methods.common import (
-    FORWARD, class_concentrated, distill_kl, eval_batches, forget_and_retain, forgotten_classes, full_batch_mean, method_recipe, pass_samples,
+    FORWARD, JOINT_FORWARD_CHANGE, class_concentrated, distill_kl, eval_batches, forget_and_retain, forgotten_classes, full_batch_mean, method_recipe, pass_samples,
     random_subset, teacher_logits,
 )
 from unlearnkit.methods.dualoptim import OptimizerParams, SplitLoss, make_trainer
@@ -217,7 +217,7 @@ class Gan(Method):
 
     name = "gan"
     revision = 2
-    changes = {1: "a forget set concentrated on some classes (half a class, one class's ids) is forwarded beside a retain batch, as whole classes were",
+    changes = {1: JOINT_FORWARD_CHANGE,
                2: "the critic's warm-up is 8 passes over the forget set, within 32 and 200 steps (was 200 steps)"}
     summary = "WGAN-GP: make forget-set output features look like held-out ones, anchored on retain."
     paper = "Gulrajani et al., NeurIPS 2017 (WGAN-GP); membership-feature matching (this project)"

@@ -12,7 +12,7 @@ from torch import nn
 
 from unlearnkit.methods.base import Method, MethodContext, register_method
 from unlearnkit.methods.common import (
-    FORWARD, StopGate, class_concentrated, class_lead, endless_batches, forget_and_retain, forgotten_classes, method_recipe, pass_samples,
+    FORWARD, JOINT_FORWARD_CHANGE, StopGate, class_concentrated, class_lead, endless_batches, forget_and_retain, forgotten_classes, method_recipe, pass_samples,
     pass_steps, probe_loss,
 )
 from unlearnkit.methods.dualoptim import OptimizerParams, SplitLoss, make_trainer
@@ -181,7 +181,7 @@ class NegGrad(Method):
 
     name = "neggrad"
     revision = 1
-    changes = {1: "a forget set concentrated on some classes (half a class, one class's ids) is forwarded beside a retain batch, as whole classes were"}
+    changes = {1: JOINT_FORWARD_CHANGE}
     summary = "Gradient ascent on the forget set, stopped when its loss reaches held-out level (GA)."
     paper = "Golatkar et al., CVPR 2020; Jia et al., NeurIPS 2023 (GA baseline)"
     Hparams = NegGradHparams
@@ -251,7 +251,7 @@ class NegGradPlus(Method):
 
     name = "neggrad+"
     revision = 1
-    changes = {1: "a forget set concentrated on some classes (half a class, one class's ids) is forwarded beside a retain batch, as whole classes were"}
+    changes = {1: JOINT_FORWARD_CHANGE}
     summary = "Ascend forget CE while descending retain CE, alpha-weighted (NegGrad+)."
     paper = "Kurmanji et al., NeurIPS 2023 (NegGrad+)"
     Hparams = NegGradPlusHparams
