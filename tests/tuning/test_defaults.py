@@ -11,6 +11,7 @@ import pytest
 from helpers import run_cli
 
 from unlearnkit.config import RunConfig, TrainConfig, resolve_config
+from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods.base import get_method, list_methods, make_hparams
 from unlearnkit.tuning import defaults
 from unlearnkit.tuning.scenarios import FIRST_TUNING_SEED
@@ -121,7 +122,6 @@ def test_forget_run_applies_the_entry_and_records_its_source(entries_dir, digits
 
 
 def test_a_malformed_class_share_is_the_selectors_one_line_error(entries_dir):
-    from unlearnkit.errors import UnlearnkitError
 
     with pytest.raises(UnlearnkitError, match=r"forget spec 'class:3:half'.*fraction in \(0, 1\]"):
         defaults.resolve("finetune", resolve_config("digits"), "class:3:half")
@@ -255,6 +255,49 @@ def test_an_entry_searched_with_an_older_revision_applies_and_says_what_changed(
                          f"what changed): {source['entry']}.")
     monkeypatch.setattr(get_method("finetune"), "revision", 1)
     assert "older revision" not in defaults.provenance_note(["finetune"], cfg, ["random:0.1"], [0, 1, 2])
+
+
+def test_an_entry_from_a_newer_install_says_to_update(entries_dir, monkeypatch):
+    cfg = resolve_config("digits")
+    defaults.write_entry({**_entry(cfg), "method_revision": 3})
+    monkeypatch.setattr(get_method("finetune"), "revision", 1)
+    assert defaults.resolve("finetune", cfg, "random:0.1")[1]["older_revision"] == (
+        "tuned with finetune revision 3, newer than this install's 1: update unlearnkit to run the code it was tuned with")
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    ({"method_revision": "2"}, r"entry 1 \(digits/random/finetune@\w+\): field 'method_revision' must be a whole number >= 0, got '2'"),
+    ({"method_revision": 1.5}, r"field 'method_revision' must be a whole number >= 0, got 1.5"),
+    ({"method_revision": True}, r"field 'method_revision' must be a whole number >= 0, got True"),
+    ({"method_revision": -1}, r"field 'method_revision' must be a whole number >= 0, got -1"),
+    ({"values": None}, r"field 'values' must be a dict, got a NoneType"),
+    ({"recipe_hash": None}, r"field 'recipe_hash' must be a str, got a NoneType"),
+    ({"method": 3}, r"field 'method' must be a str, got a int"),
+])
+def test_a_hand_edited_entry_with_a_bad_field_is_a_one_line_error(entries_dir, edit, message):
+    cfg = resolve_config("digits")
+    path = defaults.write_entry(_entry(cfg))
+    doc = json.loads(path.read_text())
+    doc["entries"][0].update(edit)
+    path.write_text(json.dumps(doc))
+    with pytest.raises(UnlearnkitError, match=rf"tuned defaults file .*digits\.json, (entry 1 .*: )?{message}; restore the file from git"):
+        defaults.resolve("finetune", cfg, "random:0.1")
+
+
+@pytest.mark.parametrize("doc", [[], {"entries": {}}, {"entries": ["x"]}])
+def test_a_defaults_file_of_the_wrong_shape_is_a_one_line_error(entries_dir, doc):
+    (entries_dir / "digits.json").write_text(json.dumps(doc))
+    with pytest.raises(UnlearnkitError, match=r"tuned defaults file .*digits\.json.*(has no list of entries|is not an object)"):
+        defaults.resolve("finetune", resolve_config("digits"), "random:0.1")
+
+
+def test_an_entry_missing_a_field_names_it(entries_dir):
+    path = defaults.write_entry(_entry(resolve_config("digits")))
+    doc = json.loads(path.read_text())
+    del doc["entries"][0]["command"]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(UnlearnkitError, match=r"field 'command' must be a str, got missing; restore the file from git"):
+        defaults.entries("digits")
 
 
 @pytest.mark.parametrize("name", list_methods())

@@ -73,7 +73,35 @@ def entries(preset: str, directory: Path | None = None) -> list[dict[str, Any]]:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise UnlearnkitError(f"tuned defaults file {path} is not valid JSON ({exc}); restore it from git") from None
-    return list(doc.get("entries", []))
+    found = doc.get("entries", []) if isinstance(doc, dict) else None
+    if not isinstance(found, list):
+        raise UnlearnkitError(f"tuned defaults file {path} has no list of entries ({{\"format\": {FORMAT}, \"entries\": [...]}}); "
+                              "restore it from git")
+    for i, entry in enumerate(found):
+        _check_entry(entry, path, i)
+    return found
+
+
+# Fields every entry needs, with their JSON types: a hand-edited entry that lacks one, or gives it
+# the wrong type, is a one-line error naming the file and the entry, not a traceback in a lookup.
+_REQUIRED = {"id": str, "method": str, "preset": str, "kind": str, "recipe_hash": str, "values": dict,
+             "seeds": list, "command": str}
+
+
+def _check_entry(entry: Any, path: Path, index: int) -> None:
+    where = f"tuned defaults file {path}, entry {index + 1}"
+    if not isinstance(entry, dict):
+        raise UnlearnkitError(f"{where} is not an object; restore the file from git or re-export the entry with `unlearnkit tune --export`")
+    where += f" ({entry.get('id', 'no id')})"
+    fix = "restore the file from git or re-export the entry with `unlearnkit tune --export`"
+    for name, kind in _REQUIRED.items():
+        if not isinstance(entry.get(name), kind):
+            got = "missing" if name not in entry else f"a {type(entry[name]).__name__}"
+            raise UnlearnkitError(f"{where}: field {name!r} must be a {kind.__name__}, got {got}; {fix}")
+    rev = entry.get("method_revision", 0)
+    # bool is an int subclass: `true` is not a revision.
+    if isinstance(rev, bool) or not isinstance(rev, int) or rev < 0:
+        raise UnlearnkitError(f"{where}: field 'method_revision' must be a whole number >= 0, got {rev!r}; {fix}")
 
 
 def all_entries(method: str | None = None, directory: Path | None = None) -> list[dict[str, Any]]:
@@ -145,6 +173,8 @@ def revision_note(method: str, entry: dict[str, Any]) -> str | None:
     then, now = int(entry.get("method_revision", 0)), cls.revision
     if then == now:
         return None
+    if then > now:  # an entry exported by a newer unlearnkit, read by this older install
+        return f"tuned with {method} revision {then}, newer than this install's {now}: update unlearnkit to run the code it was tuned with"
     changed = "; ".join(f"{r}: {cls.changes.get(r, '(not recorded)')}" for r in range(then + 1, now + 1))
     return f"tuned with {method} revision {then}, now {now} ({changed})"
 
