@@ -199,6 +199,10 @@ def _classes(split: Split, arg: str, spec: str) -> np.ndarray:
             raise UnlearnkitError(_separator_hint(split.classes, name, spec))
     names, fraction = class_fraction(arg, spec)
     wanted = [_class_label(split.classes, token, spec) for token in [t.strip() for t in names.split(",") if t.strip()]]
+    if not wanted:  # "class:" or "class::0.5": say what is missing, not that the set came out empty
+        kind = spec.partition(":")[0]
+        raise UnlearnkitError(f"forget spec {spec!r} names no class; write {kind}:NAME or {kind}:NAME,NAME "
+                              f"(classes: {', '.join(split.classes[:12])}{', ...' if len(split.classes) > 12 else ''})")
     labels = split.bundle.train.labels[split.train_idx]
     # A named class without members would silently shrink the request ("class:a,c" forgetting only a).
     empty = [split.classes[w] for w in sorted(set(wanted)) if not np.any(labels == w)]
