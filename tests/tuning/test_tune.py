@@ -322,3 +322,68 @@ def test_the_class_share_kind_defaults_to_half_a_class_and_draws_a_different_cla
     classes = tuple("abcdefghij")
     assert [kind.spec(arg, s, classes) for s in (100, 101, 109, 110)] == ["class:0:0.5", "class:1:0.5", "class:9:0.5", "class:0:0.5"]
     assert parse_kind("class-share:0.25")[1] == "0.25"
+
+
+def _two_trial_study(incumbent_gap: float, challenger_gap: float):
+    """A study with the shipped entry's trial (#0) and a new trial (#1) whose trial score is lower."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    from unlearnkit.tuning.search import SHIPPED
+
+    study = optuna.create_study()
+    study.set_user_attr("settings", {"budget_ree": 1.0})
+    for number, (lr, value, origin) in enumerate([(0.01, incumbent_gap, SHIPPED), (0.02, challenger_gap, "TPE")]):
+        attrs = {"feasible": True, "cost_ree": 0.5, "ra_drop": 0.1, "ta_drop": 0.1, "origin": origin,
+                 **({"entry": "digits/random/finetune@x"} if origin == SHIPPED else {})}
+        study.add_trial(optuna.trial.create_trial(params={"lr": lr}, distributions={"lr": FloatDistribution(1e-3, 1.0)},
+                                                  value=value, user_attrs=attrs))
+    return study
+
+
+@pytest.mark.parametrize(("incumbent_full", "challenger_full", "kept"), [
+    (2.47, 2.40, True),   # the pick gains 0.07 < REPLACE_MIN_GAIN in full audits: the shipped entry stays
+    (2.47, 2.30, False),  # gains 0.17: it replaces the entry
+    (2.47, 2.60, True),   # the pick's trial score flattered it: worse in full audits
+])
+def test_a_search_replaces_the_shipped_entry_only_when_full_audits_show_a_real_gain(incumbent_full, challenger_full, kept):
+    from unlearnkit.tuning.report import incumbent_lines
+    from unlearnkit.tuning.search import REPLACE_MIN_GAIN, TuneResult, _keep_incumbent, _pick
+
+    assert REPLACE_MIN_GAIN == 0.1
+    study = _two_trial_study(2.46, 2.40)
+    best = {**_pick(study.trials[1])}
+    full = {0.01: incumbent_full, 0.02: challenger_full}
+
+    def final(values):
+        return [{"avg_gap": full[values["lr"]], "RA": 90.0, "RA_retrain": 91.0, "TA": 84.0, "TA_retrain": 85.0}]
+
+    best["final"] = final(best["values"])
+    result = TuneResult(out=None, settings={}, ran=2, counts={}, best=best, default=None, lowest=_pick(study.trials[1]))
+    _keep_incumbent(study, result, final, margin=2.0)
+    assert result.best["number"] == (0 if kept else 1)
+    assert result.best["final"][0]["avg_gap"] == (incumbent_full if kept else challenger_full)
+    assert result.best["incumbent"] == {"challenger": 1, "challenger_avg_gap": challenger_full, "incumbent": 0,
+                                        "incumbent_avg_gap": incumbent_full, "min_gain": 0.1,
+                                        "entry": "digits/random/finetune@x", "kept": kept}
+    text = " ".join(incumbent_lines(result.best, result.lowest))
+    if kept:
+        assert (f"Kept the shipped entry digits/random/finetune@x (trial #0): in full audits on the tuning sets it scores "
+                f"{incumbent_full:.2f} against {challenger_full:.2f} for the best new trial (#1)") in text
+        assert "Trade-off: the lowest trial score, 2.40 (#1), was not chosen: the shipped entry was kept (above)." in text
+    else:
+        assert f"Replaces the shipped entry digits/random/finetune@x (trial #0): full audits on the tuning sets {incumbent_full:.2f} -> {challenger_full:.2f}" in text
+
+
+def test_a_shipped_entry_outside_the_margin_in_full_audits_is_not_kept():
+    from unlearnkit.tuning.search import TuneResult, _keep_incumbent, _pick
+
+    study = _two_trial_study(2.46, 2.40)
+    best = {**_pick(study.trials[1]), "final": [{"avg_gap": 2.45, "RA": 90.0, "RA_retrain": 91.0, "TA": 84.0, "TA_retrain": 85.0}]}
+
+    def final(values):  # the incumbent's full audit loses 3 RA points: outside the 2-point margin
+        return [{"avg_gap": 2.40, "RA": 88.0, "RA_retrain": 91.0, "TA": 84.0, "TA_retrain": 85.0}]
+
+    result = TuneResult(out=None, settings={}, ran=2, counts={}, best=best, default=None, lowest=None)
+    _keep_incumbent(study, result, final, margin=2.0)
+    assert result.best["number"] == 1 and result.best["incumbent"]["kept"] is False

@@ -90,6 +90,10 @@ def tune_cmd(args: argparse.Namespace) -> int:
                                                                      "time / retrain"], rows)
     if result.best is None:
         console.print(f"no trial kept RA and TA within {args.margin} points of retraining")
+    elif result.best.get("incumbent"):
+        from unlearnkit.tuning.report import incumbent_lines  # noqa: PLC0415
+
+        console.print(incumbent_lines(result.best, None)[0])
     if result.entry is not None:
         console.print(f"tuned default {result.entry['id']} written to {result.entry_path}")
     console.print(f"report: {result.files['report_md']}  (html: {result.files['report_html']})")

@@ -107,10 +107,12 @@ def _sections(result, study) -> list[tuple[str, list[Any]]]:
             choice.append(f"Paper defaults (trial #{default['number']}): average gap {_f(default['avg_gap'])}, RA "
                           f"{_signed(-default['ra_drop'])}, TA {_signed(-default['ta_drop'])} points vs retraining"
                           + ("" if default.get("feasible") else " — outside the margin") + ".")
+    choice += incumbent_lines(best, lowest)  # including a feasible lower trial score that was not chosen
     if lowest is not None and best is not None and lowest["number"] != best["number"]:
-        choice.append(f"Trade-off: the lowest gap of any trial, {_f(lowest['avg_gap'])} (#{lowest['number']}), lost "
-                      f"{_f(lowest['ra_drop'])} RA and {_f(lowest['ta_drop'])} TA points against retraining — more than "
-                      f"the {_f(s['margin'])}-point margin — so it was rejected: its small gap comes from a damaged model.")
+        if not lowest.get("feasible"):
+            choice.append(f"Trade-off: the lowest gap of any trial, {_f(lowest['avg_gap'])} (#{lowest['number']}), lost "
+                          f"{_f(lowest['ra_drop'])} RA and {_f(lowest['ta_drop'])} TA points against retraining — more than "
+                          f"the {_f(s['margin'])}-point margin — so it was rejected: its small gap comes from a damaged model.")
     elif best is not None:
         choice.append("Trade-off: the chosen trial also has the lowest gap of all trials; the margin excluded nothing better.")
     sections.append(("Choice and trade-off", choice))
@@ -266,3 +268,25 @@ def _png(fig, plt) -> bytes:
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     return buf.getvalue()
+
+
+def incumbent_lines(best: dict[str, Any] | None, lowest: dict[str, Any] | None) -> list[str]:
+    """What the search did with the entry it started from (search._keep_incumbent), and why a
+    feasible trial with a lower trial score than the chosen one was not chosen."""
+    out: list[str] = []
+    kept = (best or {}).get("incumbent")
+    if kept is not None:
+        entry = f"the shipped entry {kept['entry']}" if kept.get("entry") else "the shipped entry"
+        if kept["kept"]:
+            out.append(f"Kept {entry} (trial #{kept['incumbent']}): in full audits on the tuning sets it scores "
+                       f"{_f(kept['incumbent_avg_gap'])} against {_f(kept['challenger_avg_gap'])} for the best new trial "
+                       f"(#{kept['challenger']}); a search replaces it only when it gains at least "
+                       f"{_f(kept['min_gain'])} points there.")
+        else:
+            out.append(f"Replaces {entry} (trial #{kept['incumbent']}): full audits on the tuning sets "
+                       f"{_f(kept['incumbent_avg_gap'])} -> {_f(kept['challenger_avg_gap'])}.")
+    if lowest is not None and best is not None and lowest["number"] != best["number"] and lowest.get("feasible"):
+        why = ("the shipped entry was kept (above)" if kept is not None and kept["kept"] and lowest["number"] == kept["challenger"]
+               else "its estimated cost is above the search's (lowered) budget")
+        out.append(f"Trade-off: the lowest trial score, {_f(lowest['avg_gap'])} (#{lowest['number']}), was not chosen: {why}.")
+    return out
