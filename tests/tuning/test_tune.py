@@ -163,6 +163,19 @@ def test_a_search_tries_the_entry_its_kind_takes_today_right_after_the_paper_def
     assert not any(r["origin"].startswith("tuned entry") for r in res.rows)
 
 
+def test_an_entry_equal_to_the_paper_defaults_is_tried_once_and_named_as_the_incumbent(search, tmp_path, monkeypatch):
+    root, _, _ = search
+    monkeypatch.setattr(defaults, "DEFAULTS_DIR", tmp_path)
+    entry = _random_entry({"epochs": 1.0, "lr": 0.02, "weight_decay": 5e-4})  # finetune's paper defaults
+    defaults.write_entry(entry)
+    res = tune(_cfg(), "finetune", "class-share:0.5", root / "ft-share-paper", trials=2, **FAST)
+    origins = [r["origin"] for r in res.rows]
+    assert origins[0] == f"paper defaults (= tuned entry {entry['id']})"
+    assert not any(o.startswith("tuned entry") for o in origins)  # not queued a second time
+    if res.best is not None and res.best["number"] != 0:  # the pick is weighed against it in full audits
+        assert res.best["incumbent"]["incumbent"] == 0 and res.best["incumbent"]["entry"] == entry["id"]
+
+
 def test_other_settings_in_the_same_folder_are_refused(search):
     root, _, _ = search
     with pytest.raises(UnlearnkitError, match=r"holds a search with other settings \(margin"):
@@ -324,7 +337,7 @@ def test_the_class_share_kind_defaults_to_half_a_class_and_draws_a_different_cla
     assert parse_kind("class-share:0.25")[1] == "0.25"
 
 
-def _two_trial_study(incumbent_gap: float, challenger_gap: float):
+def _two_trial_study(incumbent_gap: float, challenger_gap: float, incumbent_origin: str | None = None):
     """A study with the shipped entry's trial (#0) and a new trial (#1) whose trial score is lower."""
     import optuna
     from optuna.distributions import FloatDistribution
@@ -333,9 +346,9 @@ def _two_trial_study(incumbent_gap: float, challenger_gap: float):
 
     study = optuna.create_study()
     study.set_user_attr("settings", {"budget_ree": 1.0})
-    for number, (lr, value, origin) in enumerate([(0.01, incumbent_gap, SHIPPED), (0.02, challenger_gap, "TPE")]):
+    for number, (lr, value, origin) in enumerate([(0.01, incumbent_gap, incumbent_origin or SHIPPED), (0.02, challenger_gap, "TPE")]):
         attrs = {"feasible": True, "cost_ree": 0.5, "ra_drop": 0.1, "ta_drop": 0.1, "origin": origin,
-                 **({"entry": "digits/random/finetune@x"} if origin == SHIPPED else {})}
+                 **({"entry": "digits/random/finetune@x"} if number == 0 else {})}
         study.add_trial(optuna.trial.create_trial(params={"lr": lr}, distributions={"lr": FloatDistribution(1e-3, 1.0)},
                                                   value=value, user_attrs=attrs))
     return study
@@ -387,3 +400,17 @@ def test_a_shipped_entry_outside_the_margin_in_full_audits_is_not_kept():
     result = TuneResult(out=None, settings={}, ran=2, counts={}, best=best, default=None, lowest=None)
     _keep_incumbent(study, result, final, margin=2.0)
     assert result.best["number"] == 1 and result.best["incumbent"]["kept"] is False
+
+
+def test_the_paper_defaults_trial_that_is_the_shipped_entry_is_the_incumbent():
+    from unlearnkit.tuning.search import TuneResult, _keep_incumbent, _pick
+
+    study = _two_trial_study(2.46, 2.40, incumbent_origin="paper defaults")  # the entry's values are the paper's
+    best = {**_pick(study.trials[1]), "final": [{"avg_gap": 2.45, "RA": 90.0, "RA_retrain": 91.0, "TA": 84.0, "TA_retrain": 85.0}]}
+
+    def final(values):
+        return [{"avg_gap": 2.47, "RA": 90.0, "RA_retrain": 91.0, "TA": 84.0, "TA_retrain": 85.0}]
+
+    result = TuneResult(out=None, settings={}, ran=2, counts={}, best=best, default=None, lowest=None)
+    _keep_incumbent(study, result, final, margin=2.0)
+    assert result.best["number"] == 0 and result.best["incumbent"]["kept"] is True

@@ -160,9 +160,13 @@ def tune(
     if stored is None:
         study.set_user_attr("settings", settings)
         study.set_user_attr("budget_probe", probe)
-        study.enqueue_trial(default_point(method, dists), user_attrs={"origin": "paper defaults"})
         shipped = _shipped_entry_trial(method, cfg, specs[0], dists, defaults_dir)
-        if shipped is not None and shipped[1] != default_point(method, dists):
+        same = shipped is not None and shipped[1] == default_point(method, dists)
+        # An entry equal to the paper defaults is tried once, as trial 0, which then also names it
+        # (the incumbent `_keep_incumbent` weighs the pick against).
+        study.enqueue_trial(default_point(method, dists),
+                            user_attrs={"origin": "paper defaults", **({"entry": shipped[0]} if same else {})})
+        if shipped is not None and not same:
             study.enqueue_trial(shipped[1], user_attrs={"origin": SHIPPED, "entry": shipped[0]})
     elif _identity(stored) != _identity(settings):
         diff = next(k for k in _identity(settings) if _identity(stored).get(k) != _identity(settings)[k])
@@ -257,7 +261,7 @@ def _keep_incumbent(study, result: TuneResult, final, margin: float) -> None:
     full audits too, and keep it unless the pick's full-audit gap is lower by REPLACE_MIN_GAIN."""
     best = result.best
     incumbent = next((t for t in study.get_trials(deepcopy=False)
-                      if t.user_attrs.get("origin") == SHIPPED and t.number != best["number"]
+                      if (t.user_attrs.get("origin") == SHIPPED or t.user_attrs.get("entry")) and t.number != best["number"]
                       and t.value is not None and t.user_attrs.get("feasible")
                       and t.user_attrs.get("cost_ree", 0.0) <= study.user_attrs.get("settings", {}).get("budget_ree", math.inf) * (1 + 1e-9)),
                      None)
@@ -498,6 +502,8 @@ def _origin(attrs: dict[str, Any]) -> str:
     origin = attrs.get("origin", "TPE")
     if origin == SHIPPED and "entry" in attrs:
         return f"{origin} {attrs['entry']}"
+    if "entry" in attrs:  # the paper defaults, which are also the shipped entry
+        return f"{origin} (= tuned entry {attrs['entry']})"
     return f"{origin} of #{attrs['fitted_from']}" if origin == BUDGET_FIT and "fitted_from" in attrs else origin
 
 
