@@ -381,11 +381,11 @@ def test_a_search_replaces_the_shipped_entry_only_when_full_audits_show_a_real_g
                                         "entry": "digits/random/finetune@x", "kept": kept}
     text = " ".join(incumbent_lines(result.best, result.lowest))
     if kept:
-        assert (f"Kept the shipped entry digits/random/finetune@x (trial #0): in full audits on the tuning sets it scores "
+        assert (f"Kept the entry this search started from, digits/random/finetune@x (trial #0): in full audits on the tuning sets it scores "
                 f"{incumbent_full:.2f} against {challenger_full:.2f} for the best new trial (#1)") in text
-        assert "Trade-off: the lowest trial score, 2.40 (#1), was not chosen: the shipped entry was kept (above)." in text
+        assert "Trade-off: the lowest trial score, 2.40 (#1), was not chosen: the entry it started from was kept (above)." in text
     else:
-        assert f"Replaces the shipped entry digits/random/finetune@x (trial #0): full audits on the tuning sets {incumbent_full:.2f} -> {challenger_full:.2f}" in text
+        assert f"Replaces the entry this search started from, digits/random/finetune@x (trial #0): full audits on the tuning sets {incumbent_full:.2f} -> {challenger_full:.2f}" in text
 
 
 def test_a_shipped_entry_outside_the_margin_in_full_audits_is_not_kept():

@@ -276,7 +276,8 @@ def incumbent_lines(best: dict[str, Any] | None, lowest: dict[str, Any] | None) 
     out: list[str] = []
     kept = (best or {}).get("incumbent")
     if kept is not None:
-        entry = f"the shipped entry {kept['entry']}" if kept.get("entry") else "the shipped entry"
+        # The entry the study started from: what runs took when it was created (a later export may have replaced it).
+        entry = f"the entry this search started from, {kept['entry']}" if kept.get("entry") else "the entry this search started from"
         if kept["kept"]:
             out.append(f"Kept {entry} (trial #{kept['incumbent']}): in full audits on the tuning sets it scores "
                        f"{_f(kept['incumbent_avg_gap'])} against {_f(kept['challenger_avg_gap'])} for the best new trial "
@@ -286,7 +287,7 @@ def incumbent_lines(best: dict[str, Any] | None, lowest: dict[str, Any] | None) 
             out.append(f"Replaces {entry} (trial #{kept['incumbent']}): full audits on the tuning sets "
                        f"{_f(kept['incumbent_avg_gap'])} -> {_f(kept['challenger_avg_gap'])}.")
     if lowest is not None and best is not None and lowest["number"] != best["number"] and lowest.get("feasible"):
-        why = ("the shipped entry was kept (above)" if kept is not None and kept["kept"] and lowest["number"] == kept["challenger"]
+        why = ("the entry it started from was kept (above)" if kept is not None and kept["kept"] and lowest["number"] == kept["challenger"]
                else "its estimated cost is above the search's (lowered) budget")
         out.append(f"Trade-off: the lowest trial score, {_f(lowest['avg_gap'])} (#{lowest['number']}), was not chosen: {why}.")
     return out

@@ -249,7 +249,8 @@ def _search(cfg, bundle, method, out, db, store, settings, seeds, specs, sizes, 
     return result
 
 
-# A search replaces the entry users already get only when its pick beats it by at least this many
+# A search replaces the entry it started from (the one runs of its recipe and kind took when the study
+# was created) only when its pick beats it by at least this many
 # gap points in full audits on the tuning sets. The pick is the lowest of many noisy trial scores
 # (a subsampled RA, a few forget sets), so it flatters itself; a tie in full audits is no reason to
 # change what every run of the recipe takes.
@@ -257,14 +258,12 @@ REPLACE_MIN_GAIN = 0.1
 
 
 def _keep_incumbent(study, result: TuneResult, final, margin: float) -> None:
-    """If the trial of the shipped entry (origin SHIPPED) is feasible but not the pick, score it with
+    """If the trial of the entry the search started from (origin SHIPPED) is feasible but not the pick, score it with
     full audits too, and keep it unless the pick's full-audit gap is lower by REPLACE_MIN_GAIN."""
     best = result.best
+    # `entry` names the tuned entry a trial tried: the SHIPPED trial, or trial 0 when the entry was the paper defaults.
     incumbent = next((t for t in study.get_trials(deepcopy=False)
-                      if (t.user_attrs.get("origin") == SHIPPED or t.user_attrs.get("entry")) and t.number != best["number"]
-                      and t.value is not None and t.user_attrs.get("feasible")
-                      and t.user_attrs.get("cost_ree", 0.0) <= study.user_attrs.get("settings", {}).get("budget_ree", math.inf) * (1 + 1e-9)),
-                     None)
+                      if t.user_attrs.get("entry") and t.number != best["number"] and _eligible(study, t)), None)
     if incumbent is None:
         return
     mine, theirs = _pick(incumbent), _mean(r["avg_gap"] for r in best["final"])
@@ -387,11 +386,15 @@ def _best_so_far(study) -> str:
 def _feasible_best(study):
     from optuna.trial import TrialState  # noqa: PLC0415
 
-    # The study's budget now: a search resumed with a lower one no longer picks the costlier trials.
-    limit = study.user_attrs.get("settings", {}).get("budget_ree", math.inf)
-    ok = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-          if t.user_attrs.get("feasible") and t.user_attrs.get("cost_ree", 0.0) <= limit * (1 + 1e-9)]
+    ok = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if _eligible(study, t)]
     return min(ok, key=lambda t: t.value) if ok else None
+
+
+def _eligible(study, t) -> bool:
+    """A complete trial that may be the search's answer: within the RA/TA margin and within the
+    study's budget now (a search resumed with a lower one no longer picks the costlier trials)."""
+    limit = study.user_attrs.get("settings", {}).get("budget_ree", math.inf)
+    return t.value is not None and bool(t.user_attrs.get("feasible")) and t.user_attrs.get("cost_ree", 0.0) <= limit * (1 + 1e-9)
 
 
 class _Stop:

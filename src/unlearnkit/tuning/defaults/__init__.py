@@ -90,10 +90,10 @@ _REQUIRED = {"id": str, "method": str, "preset": str, "kind": str, "recipe_hash"
 
 def _check_entry(entry: Any, path: Path, index: int) -> None:
     where = f"tuned defaults file {path}, entry {index + 1}"
-    if not isinstance(entry, dict):
-        raise UnlearnkitError(f"{where} is not an object; restore the file from git or re-export the entry with `unlearnkit tune --export`")
-    where += f" ({entry.get('id', 'no id')})"
     fix = "restore the file from git or re-export the entry with `unlearnkit tune --export`"
+    if not isinstance(entry, dict):
+        raise UnlearnkitError(f"{where} is not an object; {fix}")
+    where += f" ({entry.get('id', 'no id')})"
     for name, kind in _REQUIRED.items():
         if not isinstance(entry.get(name), kind):
             got = "missing" if name not in entry else f"a {type(entry[name]).__name__}"
